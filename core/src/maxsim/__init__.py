@@ -1,0 +1,15 @@
+"""maxsim: late-interaction (ColBERT) retrieval for RAG, built around jina-colbert-v2.
+
+Example:
+    >>> import maxsim
+    >>> model = maxsim.ColBERT.from_pretrained("jinaai/jina-colbert-v2")  # doctest: +SKIP
+    >>> Q = model.encode_queries(["What is late interaction?"])  # doctest: +SKIP
+    >>> D = model.encode_documents(["ColBERT scores every query token."])  # doctest: +SKIP
+    >>> maxsim.scores(Q, D)  # doctest: +SKIP
+"""
+
+from maxsim.encoder import ColBERT, Explanation, RerankResult, TokenMatch
+from maxsim.scoring import scores
+
+__all__ = ["ColBERT", "Explanation", "RerankResult", "TokenMatch", "scores"]
+__version__ = "0.1.0"

@@ -1,0 +1,112 @@
+"""Exact MaxSim between multi-vector queries and documents. Pure functions, no model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+QUERY_ROWS_PER_BLOCK = 1024
+DOCUMENTS_PER_BLOCK = 1024
+
+Matrices = Sequence[Any]
+
+
+def scores(queries: Matrices, documents: Matrices, *, normalize: bool = False) -> np.ndarray:
+    """MaxSim of every query against every document, as float32 [len(queries), len(documents)].
+
+    `score(q, d) = sum_i max_j q_i . d_j` over the rows of each [rows, dim] array or
+    tensor. Each document is multiplied on its own, so no document is padded to another's
+    length and padding never takes part in the max; memory stays bounded by one block
+    of [documents, query rows] maxima. `normalize=True` divides by each query's rows.
+
+    Example:
+        >>> q = [np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)]
+        >>> d = [np.array([[1.0, 0.0]], dtype=np.float32), np.array([[-1.0, 0.0]], dtype=np.float32)]
+        >>> scores(q, d).tolist()
+        [[1.0, -1.0]]
+        >>> scores(q, d, normalize=True).tolist()
+        [[0.5, -0.5]]
+
+    Raises:
+        TypeError: `queries` or `documents` is not a sequence of arrays.
+        ValueError: an item is not 2-D, has no rows, or its dim differs from the first.
+    """
+    query_items = as_matrices(queries, "queries")
+    document_items = as_matrices(documents, "documents")
+    dims = {item.shape[1] for item in query_items + document_items}
+    if len(dims) > 1:
+        check_dims(query_items, "queries", query_items[0].shape[1])
+        check_dims(document_items, "documents", query_items[0].shape[1])
+    result = np.zeros((len(query_items), len(document_items)), dtype=np.float32)
+    if not query_items or not document_items:
+        return result
+    for start, stop in _query_blocks([item.shape[0] for item in query_items]):
+        block = query_items[start:stop]
+        result[start:stop] = _score_block(block, document_items).T
+    if normalize:
+        result /= np.array([[item.shape[0]] for item in query_items], dtype=np.float32)
+    return result
+
+
+def _score_block(queries: list[torch.Tensor], documents: list[torch.Tensor]) -> np.ndarray:
+    """[documents, queries] MaxSim for a block of queries stacked into one matrix."""
+    device = queries[0].device
+    stacked = torch.cat(queries).T.contiguous()
+    row_starts = np.cumsum([0] + [item.shape[0] for item in queries[:-1]])
+    result = np.empty((len(documents), len(queries)), dtype=np.float32)
+    for start in range(0, len(documents), DOCUMENTS_PER_BLOCK):
+        chunk = documents[start : start + DOCUMENTS_PER_BLOCK]
+        best = torch.empty((len(chunk), stacked.shape[1]), device=device)
+        for row, document in enumerate(chunk):
+            torch.amax(torch.mm(document.to(device), stacked), dim=0, out=best[row])
+        result[start : start + len(chunk)] = np.add.reduceat(best.cpu().numpy(), row_starts, axis=1)
+    return result
+
+
+def _query_blocks(row_counts: list[int]) -> list[tuple[int, int]]:
+    """Consecutive query ranges holding at most QUERY_ROWS_PER_BLOCK rows (at least one query)."""
+    blocks: list[tuple[int, int]] = []
+    start, rows = 0, 0
+    for index, count in enumerate(row_counts):
+        if index > start and rows + count > QUERY_ROWS_PER_BLOCK:
+            blocks.append((start, index))
+            start, rows = index, 0
+        rows += count
+    blocks.append((start, len(row_counts)))
+    return blocks
+
+
+def as_matrices(items: Any, argument: str) -> list[torch.Tensor]:
+    """`items` as a list of float32 2-D tensors with rows, or an error naming the bad item."""
+    if isinstance(items, (str, bytes)) or not isinstance(items, (Sequence, np.ndarray, torch.Tensor)):
+        raise TypeError(
+            f"{argument} must be a list of [rows, dim] arrays or tensors, got {type(items).__name__}"
+        )
+    matrices = []
+    for position, item in enumerate(items):
+        if not isinstance(item, (np.ndarray, torch.Tensor)):
+            raise TypeError(
+                f"{argument}[{position}] must be a numpy array or torch tensor, "
+                f"got {type(item).__name__}"
+            )
+        if item.ndim != 2:
+            raise ValueError(
+                f"{argument}[{position}] must be 2-D [rows, dim], got shape {tuple(item.shape)}"
+            )
+        if item.shape[0] == 0:
+            raise ValueError(f"{argument}[{position}] has no rows; every item needs at least one")
+        matrices.append(torch.as_tensor(item).float())
+    return matrices
+
+
+def check_dims(items: list[torch.Tensor], argument: str, dim: int) -> None:
+    """Raise ValueError naming the first item whose dim is not `dim`."""
+    for position, item in enumerate(items):
+        if item.shape[1] != dim:
+            raise ValueError(
+                f"{argument}[{position}] has dim {item.shape[1]} but the first query has dim "
+                f"{dim}; encode queries and documents with the same model and dim"
+            )

@@ -1,0 +1,1 @@
+"""LangChain integration for maxsim (work in progress)."""

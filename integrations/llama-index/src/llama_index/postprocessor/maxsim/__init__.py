@@ -1,0 +1,1 @@
+"""LlamaIndex reranking with maxsim (work in progress)."""
