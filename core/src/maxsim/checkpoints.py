@@ -33,6 +33,14 @@ SUPPORTED_LAYOUTS = (
     "PyLate ColBERT (modules.json with Dense modules, config_sentence_transformers.json)",
     "plain Hugging Face encoder (config.json + model.safetensors, no projection)",
 )
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "tokenizer.model",
+    "vocab.json",
+)
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "artifact.metadata", "*/*"]
 
 
@@ -251,6 +259,10 @@ def _load_weights(folder: Path) -> dict[str, torch.Tensor]:
 def _load_tokenizer(folder: Path, options: LoadOptions) -> Any:
     from transformers import AutoTokenizer
 
+    if not any((folder / name).exists() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"{folder} has no tokenizer: expected one of {', '.join(TOKENIZER_FILES)}"
+        )
     try:
         return AutoTokenizer.from_pretrained(folder, trust_remote_code=options.trust_remote_code)
     except (OSError, ValueError) as error:

@@ -81,7 +81,9 @@ def _query_blocks(row_counts: list[int]) -> list[tuple[int, int]]:
 
 def as_matrices(items: Any, argument: str) -> list[torch.Tensor]:
     """`items` as a list of float32 2-D tensors with rows, or an error naming the bad item."""
-    if isinstance(items, (str, bytes)) or not isinstance(items, (Sequence, np.ndarray, torch.Tensor)):
+    if isinstance(items, (str, bytes)) or not isinstance(
+        items, (Sequence, np.ndarray, torch.Tensor)
+    ):
         raise TypeError(
             f"{argument} must be a list of [rows, dim] arrays or tensors, got {type(items).__name__}"
         )

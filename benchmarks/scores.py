@@ -1,0 +1,178 @@
+"""Exact MaxSim speed: `maxsim.scores` against PyLate's padded einsum, on the CPU.
+
+One query (32 random unit rows, dim 128) against 10,000 documents of 50-600 random unit
+rows, given as a list of float32 numpy arrays. The baseline pads every document to the
+longest, masks, and scores with `torch.einsum("ash,bth->abst", ...)`; it is timed with
+the padding (what a caller holding a list pays) and without it (pre-padded tensors).
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/scores.py            # or: make bench
+    .venv/bin/python benchmarks/scores.py --documents 2000 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from common import machine, markdown_table, matmul_gflops, median_seconds, peak_extra_mib
+from torch.nn.utils.rnn import pad_sequence
+
+import maxsim
+
+QUERY_ROWS = 32
+DIM = 128
+
+
+@dataclass(frozen=True)
+class Padded:
+    """Documents padded to the longest: [documents, longest, dim] plus a 0/1 mask."""
+
+    documents: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Result:
+    """One timed variant: its name, median seconds, matmul FLOPs and peak extra memory."""
+
+    name: str
+    seconds: float
+    flops: float
+    peak_mib: float
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--documents", type=int, default=10_000)
+    parser.add_argument("--min-rows", type=int, default=50)
+    parser.add_argument("--max-rows", type=int, default=600)
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per variant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    return parser.parse_args()
+
+
+def unit_rows(rng: np.random.Generator, rows: int) -> np.ndarray:
+    """`rows` random float32 rows of length DIM, each scaled to unit norm."""
+    matrix = rng.standard_normal((rows, DIM), dtype=np.float32)
+    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+
+def make_data(args: argparse.Namespace) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The query and the documents, from a seeded generator."""
+    rng = np.random.default_rng(args.seed)
+    query = unit_rows(rng, QUERY_ROWS)
+    lengths = rng.integers(args.min_rows, args.max_rows, endpoint=True, size=args.documents)
+    return query, [unit_rows(rng, int(length)) for length in lengths]
+
+
+def ours(query: np.ndarray, documents: list[np.ndarray]) -> np.ndarray:
+    return maxsim.scores([query], documents)[0]
+
+
+def pad(documents: list[np.ndarray]) -> Padded:
+    """PyLate's input shape: documents padded with zero rows, and the mask of real rows."""
+    tensors = [torch.from_numpy(document) for document in documents]
+    padded = pad_sequence(tensors, batch_first=True, padding_value=0.0)
+    lengths = torch.tensor([len(document) for document in documents])
+    mask = (torch.arange(padded.shape[1])[None, :] < lengths[:, None]).float()
+    return Padded(padded, mask)
+
+
+def einsum_scores(query: torch.Tensor, padded: Padded) -> np.ndarray:
+    """PyLate's `colbert_scores`: einsum, mask padding to 0, max over doc rows, sum."""
+    similarities = torch.einsum("ash,bth->abst", query[None], padded.documents)
+    similarities = similarities * padded.mask[None, :, None, :]
+    return similarities.max(dim=-1).values.sum(dim=-1)[0].numpy()
+
+
+def baseline_with_padding(query: np.ndarray, documents: list[np.ndarray]) -> np.ndarray:
+    return einsum_scores(torch.from_numpy(query), pad(documents))
+
+
+def measure(name: str, function: Callable[[], Any], flops: float, repeats: int) -> Result:
+    """Warm up once, take the median of `repeats` calls, then one call for peak memory."""
+    function()
+    seconds = median_seconds(function, repeats)
+    return Result(name, seconds, flops, peak_extra_mib(function))
+
+
+def report(results: list[Result], peak_gflops: float) -> str:
+    ours_seconds = results[0].seconds
+    rows = []
+    for result in results:
+        gflops = result.flops / result.seconds / 1e9
+        rows.append(
+            [
+                result.name,
+                f"{result.seconds:.3f}",
+                f"{result.seconds / ours_seconds:.2f}x",
+                f"{gflops:.1f}",
+                f"{100 * gflops / peak_gflops:.0f}%",
+                f"{result.peak_mib:.1f}",
+            ]
+        )
+    header = [
+        "variant",
+        "median s",
+        "ours is faster by",
+        "GFLOP/s",
+        "of matmul rate",
+        "peak extra RSS MiB",
+    ]
+    return markdown_table(header, rows)
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    query, documents = make_data(args)
+    total_rows = sum(len(document) for document in documents)
+    padded = pad(documents)
+    padded_rows = padded.documents.shape[0] * padded.documents.shape[1]
+    query_tensor = torch.from_numpy(query)
+    difference = float(
+        np.abs(ours(query, documents) - einsum_scores(query_tensor, padded)).max()
+    )
+    results = [
+        measure(
+            "ours: `maxsim.scores([q], docs)`",
+            lambda: ours(query, documents),
+            2 * QUERY_ROWS * total_rows * DIM,
+            args.repeats,
+        ),
+        measure(
+            "baseline: pad_sequence + mask + einsum",
+            lambda: baseline_with_padding(query, documents),
+            2 * QUERY_ROWS * padded_rows * DIM,
+            args.repeats,
+        ),
+        measure(
+            "baseline: einsum on pre-padded tensors",
+            lambda: einsum_scores(query_tensor, padded),
+            2 * QUERY_ROWS * padded_rows * DIM,
+            args.repeats,
+        ),
+    ]
+    peak = matmul_gflops()
+    print(
+        f"1 query x {QUERY_ROWS} rows vs {len(documents):,} documents of "
+        f"{args.min_rows}-{args.max_rows} rows ({total_rows:,} rows, padded to "
+        f"{padded.documents.shape[1]}), dim {DIM}, float32; median of {args.repeats} runs.\n"
+    )
+    print(report(results, peak))
+    print(
+        f"\nmax |ours - baseline| = {difference:.2e}; float32 matmul rate "
+        f"(4096x4096 torch.mm, median of 3): {peak:.1f} GFLOP/s.\n{machine()}"
+    )
+
+
+if __name__ == "__main__":
+    main()

