@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from common import machine, markdown_table, matmul_gflops, median_seconds, peak_extra_mib
+from common import machine, markdown_table, matmul_gflops, peak_extra_mib, timed
 from torch.nn.utils.rnn import pad_sequence
 
 import maxsim
@@ -97,11 +98,30 @@ def baseline_with_padding(query: np.ndarray, documents: list[np.ndarray]) -> np.
     return einsum_scores(torch.from_numpy(query), pad(documents))
 
 
-def measure(name: str, function: Callable[[], Any], flops: float, repeats: int) -> Result:
-    """Warm up once, take the median of `repeats` calls, then one call for peak memory."""
-    function()
-    seconds = median_seconds(function, repeats)
-    return Result(name, seconds, flops, peak_extra_mib(function))
+@dataclass(frozen=True)
+class Variant:
+    """A way to score: its name, the call, and the matmul FLOPs that call performs."""
+
+    name: str
+    call: Callable[[], Any]
+    flops: float
+
+
+def measure(variants: list[Variant], repeats: int) -> list[Result]:
+    """Warm each variant up, time `repeats` rounds taking turns (so drift in the machine's
+    speed hits every variant alike), then call each once more for its peak memory."""
+    for variant in variants:
+        variant.call()
+    times: list[list[float]] = [[] for _ in variants]
+    for _ in range(repeats):
+        for variant, seconds in zip(variants, times, strict=True):
+            seconds.append(timed(variant.call)[0])
+    return [
+        Result(
+            variant.name, statistics.median(seconds), variant.flops, peak_extra_mib(variant.call)
+        )
+        for variant, seconds in zip(variants, times, strict=True)
+    ]
 
 
 def report(results: list[Result], peak_gflops: float) -> str:
@@ -138,39 +158,41 @@ def main() -> None:
     padded = pad(documents)
     padded_rows = padded.documents.shape[0] * padded.documents.shape[1]
     query_tensor = torch.from_numpy(query)
-    difference = float(
-        np.abs(ours(query, documents) - einsum_scores(query_tensor, padded)).max()
+    difference = float(np.abs(ours(query, documents) - einsum_scores(query_tensor, padded)).max())
+    before = matmul_gflops()
+    results = measure(
+        [
+            Variant(
+                "ours: `maxsim.scores([q], docs)`",
+                lambda: ours(query, documents),
+                2 * QUERY_ROWS * total_rows * DIM,
+            ),
+            Variant(
+                "baseline: pad_sequence + mask + einsum",
+                lambda: baseline_with_padding(query, documents),
+                2 * QUERY_ROWS * padded_rows * DIM,
+            ),
+            Variant(
+                "baseline: einsum on pre-padded tensors",
+                lambda: einsum_scores(query_tensor, padded),
+                2 * QUERY_ROWS * padded_rows * DIM,
+            ),
+        ],
+        args.repeats,
     )
-    results = [
-        measure(
-            "ours: `maxsim.scores([q], docs)`",
-            lambda: ours(query, documents),
-            2 * QUERY_ROWS * total_rows * DIM,
-            args.repeats,
-        ),
-        measure(
-            "baseline: pad_sequence + mask + einsum",
-            lambda: baseline_with_padding(query, documents),
-            2 * QUERY_ROWS * padded_rows * DIM,
-            args.repeats,
-        ),
-        measure(
-            "baseline: einsum on pre-padded tensors",
-            lambda: einsum_scores(query_tensor, padded),
-            2 * QUERY_ROWS * padded_rows * DIM,
-            args.repeats,
-        ),
-    ]
-    peak = matmul_gflops()
+    after = matmul_gflops()
+    peak = max(before, after)
     print(
         f"1 query x {QUERY_ROWS} rows vs {len(documents):,} documents of "
         f"{args.min_rows}-{args.max_rows} rows ({total_rows:,} rows, padded to "
-        f"{padded.documents.shape[1]}), dim {DIM}, float32; median of {args.repeats} runs.\n"
+        f"{padded.documents.shape[1]}), dim {DIM}, float32; median of {args.repeats} "
+        "interleaved runs.\n"
     )
     print(report(results, peak))
     print(
-        f"\nmax |ours - baseline| = {difference:.2e}; float32 matmul rate "
-        f"(4096x4096 torch.mm, median of 3): {peak:.1f} GFLOP/s.\n{machine()}"
+        f"\nmax |ours - baseline| = {difference:.2e}. Float32 matmul rate (4096x4096 torch.mm, "
+        f"median of 3): {before:.1f} GFLOP/s before the runs, {after:.1f} after; the "
+        f"percentages use the higher.\n{machine()}"
     )
 
 

@@ -138,7 +138,7 @@ def test_missing_folder_and_files(tiny_checkpoint: str, tmp_path: Path) -> None:
         maxsim.ColBERT.from_pretrained(str(tmp_path))
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (tmp_path / name).write_bytes((source / name).read_bytes())
-    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"no model\.safetensors"):
         maxsim.ColBERT.from_pretrained(str(tmp_path))
 
 
@@ -147,7 +147,7 @@ def test_corrupt_weights_name_the_file(tiny_checkpoint: str, tmp_path: Path) -> 
     for file in source.iterdir():
         (tmp_path / file.name).write_bytes(file.read_bytes())
     (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ValueError, match="model.safetensors"):
+    with pytest.raises(ValueError, match=r"model\.safetensors"):
         maxsim.ColBERT.from_pretrained(str(tmp_path))
 
 

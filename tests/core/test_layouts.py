@@ -14,13 +14,14 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-import maxsim
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from transformers import BertConfig, BertModel, BertTokenizer
+
+import maxsim
 
 SPECIAL_TOKENS = [
     "[PAD]",

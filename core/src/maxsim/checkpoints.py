@@ -18,12 +18,16 @@ import logging
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
-from maxsim.models.jina_xlmr import JinaXLMRConfig, JinaXLMRModel, is_jina_xlmr_config
 from safetensors.torch import load_file
 from torch import nn
+
+from maxsim.models.jina_xlmr import JinaXLMRConfig, JinaXLMRModel, is_jina_xlmr_config
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 logger = logging.getLogger("maxsim")
 
@@ -41,6 +45,26 @@ TOKENIZER_FILES = (
     "tokenizer.model",
     "vocab.json",
 )
+# artifact.metadata values when the file (or a key) is missing: the Stanford defaults,
+# and jina-colbert-v2's own for the rotary XLM-RoBERTa family.
+STANFORD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "stanford": {
+        "query_token_id": "[unused0]",
+        "doc_token_id": "[unused1]",
+        "query_maxlen": 32,
+        "doc_maxlen": 220,
+        "attend_to_mask_tokens": False,
+        "mask_punctuation": True,
+    },
+    "jina-colbert-v2": {
+        "query_token_id": "[QueryMarker]",
+        "doc_token_id": "[DocumentMarker]",
+        "query_maxlen": 32,
+        "doc_maxlen": 8192,
+        "attend_to_mask_tokens": True,
+        "mask_punctuation": True,
+    },
+}
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "artifact.metadata", "*/*"]
 
 
@@ -76,18 +100,26 @@ class Checkpoint:
 
     name: str
     layout: str
-    backbone: nn.Module
+    backbone: JinaXLMRModel | HFBackbone
     projection: nn.Sequential
     tokenizer: Any
     rules: EncodingRules
+
+    @property
+    def output_size(self) -> int:
+        """Vectors' size before any Matryoshka cut: the projection's, else the hidden size."""
+        if len(self.projection):
+            return cast(nn.Linear, self.projection[-1]).out_features
+        return self.backbone.hidden_size
 
 
 class HFBackbone(nn.Module):
     """A transformers encoder seen through the same call as the native backbone."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()
         self.model = model
+        self.hidden_size = int(model.config.hidden_size)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -138,16 +170,17 @@ def _load_stanford(
     folder: Path, name: str, config: dict[str, Any], options: LoadOptions
 ) -> Checkpoint:
     metadata_file = folder / "artifact.metadata"
-    metadata = _read_json(metadata_file) if metadata_file.exists() else {}
-    metadata = metadata.get("config", metadata)
+    stored = _read_json(metadata_file) if metadata_file.exists() else {}
+    layout = "jina-colbert-v2" if is_jina_xlmr_config(config) else "stanford"
+    metadata = {**STANFORD_DEFAULTS[layout], **stored.get("config", stored)}
     tokenizer = _load_tokenizer(folder, options)
     state = _load_weights(folder)
     if "linear.weight" not in state:
         raise ValueError(f"{folder} is an HF_ColBERT checkpoint without 'linear.weight'")
     projection = nn.Sequential(_linear(state.pop("linear.weight"), None))
-    backbone: nn.Module
-    if is_jina_xlmr_config(config):
-        if not metadata.get("attend_to_mask_tokens", True):
+    backbone: JinaXLMRModel | HFBackbone
+    if layout == "jina-colbert-v2":
+        if not metadata["attend_to_mask_tokens"]:
             raise ValueError(
                 f"{metadata_file}: attend_to_mask_tokens false is not supported for rotary "
                 "XLM-RoBERTa checkpoints"
@@ -158,24 +191,17 @@ def _load_stanford(
             dtype=options.dtype,
             attn_implementation=options.attn_implementation,
         )
-        layout, default_document_length = "jina-colbert-v2", 8192
     else:
         backbone = _transformers_backbone(folder, state, options)
-        layout, default_document_length = "stanford", 220
     rules = EncodingRules(
-        query_prefix_id=_token_id(
-            tokenizer, metadata.get("query_token_id", "[unused0]"), "query marker"
-        ),
-        document_prefix_id=_token_id(
-            tokenizer, metadata.get("doc_token_id", "[unused1]"), "document marker"
-        ),
-        query_length=options.query_length or int(metadata.get("query_maxlen", 32)),
-        document_length=options.document_length
-        or int(metadata.get("doc_maxlen", default_document_length)),
+        query_prefix_id=_token_id(tokenizer, metadata["query_token_id"], "query marker"),
+        document_prefix_id=_token_id(tokenizer, metadata["doc_token_id"], "document marker"),
+        query_length=options.query_length or int(metadata["query_maxlen"]),
+        document_length=options.document_length or int(metadata["doc_maxlen"]),
         expand_queries=True,
-        attend_to_expansion=bool(metadata.get("attend_to_mask_tokens", False)),
+        attend_to_expansion=bool(metadata["attend_to_mask_tokens"]),
         skiplist_ids=_skiplist(tokenizer, list(string.punctuation))
-        if metadata.get("mask_punctuation", True)
+        if metadata["mask_punctuation"]
         else frozenset(),
         expansion_token_id=_required_id(tokenizer, "mask_token_id"),
         pad_token_id=_required_id(tokenizer, "pad_token_id"),

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from maxsim.batching import token_budget_batches
 from maxsim.checkpoints import Checkpoint, LoadOptions, load_checkpoint
-from maxsim.models.jina_xlmr import JinaXLMRModel, flash_attention_available
+from maxsim.models.jina_xlmr import flash_attention_available
 from maxsim.scoring import scores
 from maxsim.validation import check_positive_int, check_text, check_texts
 
@@ -183,15 +183,6 @@ class ColBERT:
     def encode_queries(
         self,
         texts: Sequence[str],
-        batch_size: int = ...,
-        show_progress_bar: bool | None = ...,
-        *,
-        as_tensor: bool = ...,
-    ) -> list[Any]: ...
-
-    def encode_queries(
-        self,
-        texts: Sequence[str],
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         *,
@@ -287,7 +278,7 @@ class ColBERT:
             for i, row in zip(truncated, shorter, strict=True):
                 ids[i] = row
         if prefix is not None:
-            ids = [row[:1] + [prefix] + row[1:] for row in ids]
+            ids = [[*row[:1], prefix, *row[1:]] for row in ids]
         if is_query and rules.expand_queries:
             ids = [row + [rules.expansion_token_id] * (limit - len(row)) for row in ids]
         return ids, len(truncated)
@@ -373,13 +364,7 @@ def _attention(requested: str | None, device: torch.device) -> str:
 
 def _output_dim(checkpoint: Checkpoint, dim: int | None) -> int:
     """The output size after a Matryoshka cut to `dim`, checked against what the model has."""
-    projection = checkpoint.projection
-    if len(projection):
-        available = int(projection[-1].out_features)
-    elif isinstance(checkpoint.backbone, JinaXLMRModel):
-        available = checkpoint.backbone.config.hidden_size
-    else:
-        available = int(checkpoint.backbone.model.config.hidden_size)
+    available = checkpoint.output_size
     if dim is None:
         return available
     if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= available:

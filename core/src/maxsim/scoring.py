@@ -24,7 +24,7 @@ def scores(queries: Matrices, documents: Matrices, *, normalize: bool = False) -
 
     Example:
         >>> q = [np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)]
-        >>> d = [np.array([[1.0, 0.0]], dtype=np.float32), np.array([[-1.0, 0.0]], dtype=np.float32)]
+        >>> d = [np.array([[1.0, 0.0]], np.float32), np.array([[-1.0, 0.0]], np.float32)]
         >>> scores(q, d).tolist()
         [[1.0, -1.0]]
         >>> scores(q, d, normalize=True).tolist()
@@ -85,7 +85,8 @@ def as_matrices(items: Any, argument: str) -> list[torch.Tensor]:
         items, (Sequence, np.ndarray, torch.Tensor)
     ):
         raise TypeError(
-            f"{argument} must be a list of [rows, dim] arrays or tensors, got {type(items).__name__}"
+            f"{argument} must be a list of [rows, dim] arrays or tensors, "
+            f"got {type(items).__name__}"
         )
     matrices = []
     for position, item in enumerate(items):

@@ -82,8 +82,9 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, base: float) -> None:
         super().__init__()
-        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        exponents = torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim
+        self.inv_freq: torch.Tensor
+        self.register_buffer("inv_freq", 1.0 / base**exponents, persistent=False)
 
     def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin of shape [tokens, 1, head_dim] in float32 for integer positions."""
@@ -92,7 +93,7 @@ class RotaryEmbedding(nn.Module):
         return angles.cos(), angles.sin()
 
     @staticmethod
-    def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """Rotate `x` [tokens, heads, head_dim] by the angles behind `cos`/`sin`."""
         x32 = x.float()
         first, second = x32.chunk(2, dim=-1)
@@ -100,31 +101,72 @@ class RotaryEmbedding(nn.Module):
         return (x32 * cos + rotated * sin).to(x.dtype)
 
 
+class Mixer(nn.Module):
+    """Fused QKV and output projections (checkpoint names `mixer.Wqkv`, `mixer.out_proj`)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.Wqkv = nn.Linear(hidden, 3 * hidden)
+        self.out_proj = nn.Linear(hidden, hidden)
+
+
+class MLP(nn.Module):
+    """The feed-forward block (checkpoint names `mlp.fc1`, `mlp.fc2`)."""
+
+    def __init__(self, hidden: int, intermediate: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(hidden, intermediate)
+        self.fc2 = nn.Linear(intermediate, hidden)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(h)))
+
+
 class Layer(nn.Module):
     """One post-norm transformer layer; parameter names follow the checkpoint."""
 
     def __init__(self, config: JinaXLMRConfig) -> None:
         super().__init__()
-        hidden = config.hidden_size
         self.num_heads = config.num_attention_heads
-        self.mixer = nn.Module()
-        self.mixer.Wqkv = nn.Linear(hidden, 3 * hidden)
-        self.mixer.out_proj = nn.Linear(hidden, hidden)
-        self.norm1 = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        self.mlp = nn.Module()
-        self.mlp.fc1 = nn.Linear(hidden, config.intermediate_size)
-        self.mlp.fc2 = nn.Linear(config.intermediate_size, hidden)
-        self.norm2 = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.mixer = Mixer(config.hidden_size)
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = MLP(config.hidden_size, config.intermediate_size)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, h: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
         qkv = rearrange(
             self.mixer.Wqkv(h), "t (three h d) -> three t h d", three=3, h=self.num_heads
         )
-        q = RotaryEmbedding.apply(qkv[0], batch.cos, batch.sin)
-        k = RotaryEmbedding.apply(qkv[1], batch.cos, batch.sin)
+        q = RotaryEmbedding.rotate(qkv[0], batch.cos, batch.sin)
+        k = RotaryEmbedding.rotate(qkv[1], batch.cos, batch.sin)
         attended = batch.attend(q, k, qkv[2])
         h = self.norm1(self.mixer.out_proj(rearrange(attended, "t h d -> t (h d)")) + h)
-        return self.norm2(self.mlp.fc2(F.gelu(self.mlp.fc1(h))) + h)
+        return self.norm2(self.mlp(h) + h)
+
+
+class Embeddings(nn.Module):
+    """Word plus token-type-0 embeddings (no absolute positions: rotary does that)."""
+
+    def __init__(self, config: JinaXLMRConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(1, config.hidden_size)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.word_embeddings(tokens) + self.token_type_embeddings.weight[0]
+
+
+class Encoder(nn.Module):
+    """The layer stack (checkpoint names `encoder.layers.{i}`)."""
+
+    def __init__(self, config: JinaXLMRConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, h: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+        for layer in self.layers:
+            h = layer(h, batch)
+        return h
 
 
 @dataclass
@@ -178,12 +220,10 @@ class JinaXLMRModel(nn.Module):
         super().__init__()
         self.config = config
         self.attn_implementation = attn_implementation
-        self.embeddings = nn.Module()
-        self.embeddings.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.embeddings.token_type_embeddings = nn.Embedding(1, config.hidden_size)
+        self.hidden_size = config.hidden_size
+        self.embeddings = Embeddings(config)
         self.emb_ln = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.encoder = nn.Module()
-        self.encoder.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+        self.encoder = Encoder(config)
         self.rotary = RotaryEmbedding(config.head_dim, config.rotary_emb_base)
 
     @classmethod
@@ -228,13 +268,7 @@ class JinaXLMRModel(nn.Module):
             raise ValueError("attention_mask must be right-padded: ones first, then zeros")
         tokens = input_ids[mask]
         batch = self._pack(lengths)
-        embeddings = (
-            self.embeddings.word_embeddings(tokens)
-            + self.embeddings.token_type_embeddings.weight[0]
-        )
-        h = self.emb_ln(embeddings)
-        for layer in self.encoder.layers:
-            h = layer(h, batch)
+        h = self.encoder(self.emb_ln(self.embeddings(tokens)), batch)
         out = h.new_zeros((*input_ids.shape, h.shape[-1]))
         out[mask] = h
         return out
