@@ -344,6 +344,15 @@ def test_stanford_queries_match_reference_without_attention_to_masks(
     assert not np.allclose(actual[0], attending, atol=1e-3)
 
 
+def test_a_literal_mask_token_in_a_query_is_attended(
+    stanford: Tiny, stanford_model: maxsim.ColBERT
+) -> None:
+    [ids] = stanford_model.tokenize(["who is [MASK] cat"], is_query=True)
+    assert ids[:7] == [CLS, Q_MARKER, ID["who"], ID["is"], MASK, ID["cat"], SEP]
+    expected = reference(stanford, ids, [1] * 7 + [0] * 5)
+    assert_rows_equal(stanford_model.encode_queries(["who is [MASK] cat"]), [expected])
+
+
 def test_stanford_documents_drop_all_punctuation_rows(
     stanford: Tiny, stanford_model: maxsim.ColBERT
 ) -> None:

@@ -329,22 +329,27 @@ class ColBERT:
         for row, tokens in enumerate(ids):
             input_ids[row, : len(tokens)] = torch.tensor(tokens)
             real[row, : len(tokens)] = True
-        attention_mask = real.clone()
-        expansion = False
-        if is_query and rules.expand_queries:
-            expansion = True
-            if not rules.attend_to_expansion:
-                attention_mask &= input_ids != rules.expansion_token_id
+        attention_mask = real
+        if is_query and rules.expand_queries and not rules.attend_to_expansion:
+            attention_mask = self._unexpanded(input_ids)
         hidden = self._backbone(input_ids.to(self.device), attention_mask.to(self.device))
         vectors = self._projection(hidden)[..., : self.dim]
         vectors = F.normalize(vectors.float(), dim=-1).cpu()
-        keep = real if expansion else attention_mask
-        if not is_query:
-            keep = keep & ~torch.isin(input_ids, self._skiplist)
+        keep = real if is_query else real & ~torch.isin(input_ids, self._skiplist)
         return [
             _Encoded(vectors[row][keep[row]], input_ids[row][keep[row]].tolist())
             for row in range(len(ids))
         ]
+
+    def _unexpanded(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Mask of the tokens up to each query's end token, before the expansion tokens.
+
+        Found by position, not by id, so a literal mask token inside a query is attended.
+        """
+        positions = torch.arange(1, input_ids.shape[1] + 1)
+        not_expansion = input_ids != self.rules.expansion_token_id
+        lengths = (positions * not_expansion).amax(dim=1, keepdim=True)
+        return positions <= lengths
 
 
 def _attention(requested: str | None, device: torch.device) -> str:
