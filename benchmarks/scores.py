@@ -44,9 +44,13 @@ class Result:
     """One timed variant: its name, median seconds, matmul FLOPs and peak extra memory."""
 
     name: str
-    seconds: float
+    seconds: list[float]
     flops: float
     peak_mib: float
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
 
 
 def parse_args() -> argparse.Namespace:
@@ -117,23 +121,22 @@ def measure(variants: list[Variant], repeats: int) -> list[Result]:
         for variant, seconds in zip(variants, times, strict=True):
             seconds.append(timed(variant.call)[0])
     return [
-        Result(
-            variant.name, statistics.median(seconds), variant.flops, peak_extra_mib(variant.call)
-        )
+        Result(variant.name, seconds, variant.flops, peak_extra_mib(variant.call))
         for variant, seconds in zip(variants, times, strict=True)
     ]
 
 
 def report(results: list[Result], peak_gflops: float) -> str:
-    ours_seconds = results[0].seconds
+    ours_seconds = results[0].median
     rows = []
     for result in results:
-        gflops = result.flops / result.seconds / 1e9
+        gflops = result.flops / result.median / 1e9
         rows.append(
             [
                 result.name,
-                f"{result.seconds:.3f}",
-                f"{result.seconds / ours_seconds:.2f}x",
+                f"{result.median:.3f}",
+                f"{min(result.seconds):.3f}-{max(result.seconds):.3f}",
+                f"{result.median / ours_seconds:.2f}x",
                 f"{gflops:.1f}",
                 f"{100 * gflops / peak_gflops:.0f}%",
                 f"{result.peak_mib:.1f}",
@@ -142,6 +145,7 @@ def report(results: list[Result], peak_gflops: float) -> str:
     header = [
         "variant",
         "median s",
+        "range s",
         "ours is faster by",
         "GFLOP/s",
         "of matmul rate",

@@ -8,8 +8,21 @@ Example:
     >>> maxsim.scores(Q, D)  # doctest: +SKIP
 """
 
-from maxsim.encoder import ColBERT, Explanation, RerankResult, TokenMatch
+from maxsim.encoder import ColBERT
+from maxsim.late_interaction import (
+    Explanation,
+    LateInteractionEncoder,
+    RerankResult,
+    TokenMatch,
+)
 from maxsim.scoring import scores
 
-__all__ = ["ColBERT", "Explanation", "RerankResult", "TokenMatch", "scores"]
+__all__ = [
+    "ColBERT",
+    "Explanation",
+    "LateInteractionEncoder",
+    "RerankResult",
+    "TokenMatch",
+    "scores",
+]
 __version__ = "0.1.0"

@@ -2,80 +2,24 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from maxsim.batching import token_budget_batches
 from maxsim.checkpoints import Checkpoint, LoadOptions, load_checkpoint
+from maxsim.late_interaction import EncodedText, LateInteractionEncoder
 from maxsim.models.jina_xlmr import flash_attention_available
-from maxsim.scoring import scores
-from maxsim.validation import check_positive_int, check_text, check_texts
-
-logger = logging.getLogger("maxsim")
+from maxsim.validation import check_positive_int
 
 DEFAULT_MODEL = "jinaai/jina-colbert-v2"
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 PROGRESS_DELAY_SECONDS = 2.0
 
 
-@dataclass(frozen=True)
-class RerankResult:
-    """One reranked document: its position in the input, its MaxSim score, its text."""
-
-    index: int
-    score: float
-    document: str
-
-
-@dataclass(frozen=True)
-class TokenMatch:
-    """The document token that one query token matched best, and their similarity."""
-
-    query_token: str
-    document_token: str
-    document_position: int
-    similarity: float
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """Token-level view of one query/document score.
-
-    `similarities[i, j]` is query token i against kept document token j; the score is the
-    sum over query tokens of their best match.
-    """
-
-    query_tokens: list[str]
-    document_tokens: list[str]
-    similarities: np.ndarray
-
-    @property
-    def matches(self) -> list[TokenMatch]:
-        best = self.similarities.argmax(axis=1)
-        return [
-            TokenMatch(token, self.document_tokens[j], int(j), float(self.similarities[i, j]))
-            for i, (token, j) in enumerate(zip(self.query_tokens, best, strict=True))
-        ]
-
-    @property
-    def score(self) -> float:
-        return float(self.similarities.max(axis=1).sum())
-
-
-@dataclass
-class _Encoded:
-    embeddings: torch.Tensor
-    token_ids: list[int]
-
-
-class ColBERT:
+class ColBERT(LateInteractionEncoder):
     """A late-interaction encoder: one vector per token for queries and documents.
 
     The default model, jinaai/jina-colbert-v2, is licensed CC BY-NC 4.0 (non-commercial).
@@ -114,6 +58,7 @@ class ColBERT:
         self._backbone = checkpoint.backbone.to(device=device, dtype=dtype)
         self._projection = checkpoint.projection.to(device=device, dtype=dtype)
         self._skiplist = torch.tensor(sorted(checkpoint.rules.skiplist_ids), dtype=torch.long)
+        self._before, self._after = _special_tokens_around_content(checkpoint.tokenizer)
 
     @classmethod
     def from_pretrained(
@@ -180,148 +125,46 @@ class ColBERT:
     def document_length(self) -> int:
         return self.rules.document_length
 
-    def encode_queries(
-        self,
-        texts: Sequence[str],
-        batch_size: int = 32,
-        show_progress_bar: bool | None = None,
-        *,
-        as_tensor: bool = False,
-    ) -> list[Any]:
-        """One float32 [query_length, dim] array per query (expansion rows included).
-
-        Raises:
-            TypeError: `texts` is not a list of strings (the message names the position).
-            ValueError: a text is empty or whitespace only.
-        """
-        texts = check_texts(texts, "texts")
-        encoded = self._encode(texts, True, batch_size, show_progress_bar)
-        return _output([item.embeddings for item in encoded], as_tensor)
-
-    def encode_documents(
-        self,
-        texts: Sequence[str],
-        batch_size: int = 32,
-        show_progress_bar: bool | None = None,
-        *,
-        as_tensor: bool = False,
-    ) -> list[Any]:
-        """One float32 [kept tokens, dim] array per document (punctuation rows dropped).
-
-        Documents longer than `document_length` tokens are truncated, with one warning
-        per call on the "maxsim" logger.
-
-        Raises:
-            TypeError: `texts` is not a list of strings (the message names the position).
-            ValueError: a text is empty or whitespace only.
-        """
-        texts = check_texts(texts, "texts")
-        encoded = self._encode(texts, False, batch_size, show_progress_bar)
-        return _output([item.embeddings for item in encoded], as_tensor)
-
-    def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        top_n: int | None = None,
-        *,
-        batch_size: int = 32,
-    ) -> list[RerankResult]:
-        """Documents ordered by MaxSim against `query`, best first (ties keep input order).
-
-        Example:
-            >>> results = model.rerank("capital of France", ["Paris is in France", "Bread"])
-            >>> sorted(result.index for result in results)
-            [0, 1]
-        """
-        check_text(query, "query")
-        documents = check_texts(documents, "documents")
-        if top_n is not None:
-            check_positive_int(top_n, "top_n")
-        if not documents:
-            return []
-        [query_embeddings] = self.encode_queries([query])
-        document_embeddings = self.encode_documents(documents, batch_size=batch_size)
-        row = scores([query_embeddings], document_embeddings)[0]
-        order = np.argsort(-row, kind="stable")[:top_n]
-        return [RerankResult(int(i), float(row[i]), documents[i]) for i in order]
-
-    def explain(self, query: str, document: str) -> Explanation:
-        """Which document token each query token matched, with the similarities."""
-        check_text(query, "query")
-        check_text(document, "document")
-        [encoded_query] = self._encode([query], True, 1, False)
-        [encoded_document] = self._encode([document], False, 1, False)
-        similarities = encoded_query.embeddings @ encoded_document.embeddings.T
-        return Explanation(
-            query_tokens=self.tokenizer.convert_ids_to_tokens(encoded_query.token_ids),
-            document_tokens=self.tokenizer.convert_ids_to_tokens(encoded_document.token_ids),
-            similarities=similarities.numpy(),
-        )
-
-    def tokenize(self, texts: Sequence[str], *, is_query: bool) -> list[list[int]]:
-        """Token ids exactly as the model sees them (markers inserted, queries expanded)."""
-        ids, _ = self._tokenize(check_texts(texts, "texts"), is_query)
-        return ids
-
-    def _tokenize(self, texts: list[str], is_query: bool) -> tuple[list[list[int]], int]:
-        """Token ids per text, and how many texts were truncated."""
-        rules = self.rules
-        prefix = rules.query_prefix_id if is_query else rules.document_prefix_id
-        limit = rules.query_length if is_query else rules.document_length
-        budget = limit - (prefix is not None)
-        stripped = [text.strip() for text in texts]
-        ids = self._tokenizer_ids(stripped, budget + 1)
-        truncated = [i for i, row in enumerate(ids) if len(row) > budget]
-        if truncated:
-            shorter = self._tokenizer_ids([stripped[i] for i in truncated], budget)
-            for i, row in zip(truncated, shorter, strict=True):
-                ids[i] = row
-        if prefix is not None:
-            ids = [[*row[:1], prefix, *row[1:]] for row in ids]
-        if is_query and rules.expand_queries:
-            ids = [row + [rules.expansion_token_id] * (limit - len(row)) for row in ids]
-        return ids, len(truncated)
-
-    def _tokenizer_ids(self, texts: list[str], max_length: int) -> list[list[int]]:
-        encoded = self.tokenizer(texts, truncation=True, max_length=max_length)
+    def _content_ids(self, texts: list[str]) -> list[list[int]]:
+        encoded = self.tokenizer(texts, add_special_tokens=False)
         return [list(row) for row in encoded["input_ids"]]
 
-    def _encode(
-        self, texts: list[str], is_query: bool, batch_size: int, show_progress_bar: bool | None
-    ) -> list[_Encoded]:
-        check_positive_int(batch_size, "batch_size")
-        if not texts:
-            return []
-        ids, truncated = self._tokenize(texts, is_query)
-        if truncated and not is_query:
-            logger.warning(
-                "%d of %d documents were longer than document_length=%d tokens and were "
-                "truncated; pass document_length=... to ColBERT.from_pretrained, or store "
-                "long documents in chunks (LateInteractionStore(chunk_size=...))",
-                truncated,
-                len(texts),
-                self.rules.document_length,
-            )
-        results: list[_Encoded | None] = [None] * len(texts)
-        batches = token_budget_batches([len(row) for row in ids], batch_size, self.max_batch_tokens)
+    def _frame(self, content: list[int], is_query: bool) -> list[int]:
+        rules = self.rules
+        marker = rules.query_prefix_id if is_query else rules.document_prefix_id
+        ids = [*self._before, *([] if marker is None else [marker]), *content, *self._after]
+        if is_query and rules.expand_queries:
+            ids += [rules.expansion_token_id] * (rules.query_length - len(ids))
+        return ids
+
+    def _frame_overhead(self, is_query: bool) -> int:
+        marker = self.rules.query_prefix_id if is_query else self.rules.document_prefix_id
+        return len(self._before) + len(self._after) + (marker is not None)
+
+    def _token_strings(self, ids: list[int]) -> list[str]:
+        return list(self.tokenizer.convert_ids_to_tokens(ids))
+
+    def _embed(
+        self, sequences: list[list[int]], is_query: bool, batch_size: int, progress: bool | None
+    ) -> list[EncodedText]:
+        results: list[EncodedText | None] = [None] * len(sequences)
+        lengths = [len(row) for row in sequences]
         with tqdm(
-            total=len(texts),
+            total=len(sequences),
             desc="Encoding queries" if is_query else "Encoding documents",
             unit="text",
-            disable=show_progress_bar is False,
-            delay=0.0 if show_progress_bar else PROGRESS_DELAY_SECONDS,
-        ) as progress:
-            for batch in batches:
-                for index, item in zip(
-                    batch, self._forward([ids[i] for i in batch], is_query), strict=True
-                ):
+            disable=progress is False,
+            delay=0.0 if progress else PROGRESS_DELAY_SECONDS,
+        ) as bar:
+            for batch in token_budget_batches(lengths, batch_size, self.max_batch_tokens):
+                encoded = self._forward([sequences[i] for i in batch], is_query)
+                for index, item in zip(batch, encoded, strict=True):
                     results[index] = item
-                progress.update(len(batch))
+                bar.update(len(batch))
         return [item for item in results if item is not None]
 
     @torch.inference_mode()
-    def _forward(self, ids: list[list[int]], is_query: bool) -> list[_Encoded]:
+    def _forward(self, ids: list[list[int]], is_query: bool) -> list[EncodedText]:
         rules = self.rules
         longest = max(len(row) for row in ids)
         input_ids = torch.full((len(ids), longest), rules.pad_token_id, dtype=torch.long)
@@ -337,7 +180,7 @@ class ColBERT:
         vectors = F.normalize(vectors.float(), dim=-1).cpu()
         keep = real if is_query else real & ~torch.isin(input_ids, self._skiplist)
         return [
-            _Encoded(vectors[row][keep[row]], input_ids[row][keep[row]].tolist())
+            EncodedText(vectors[row][keep[row]], input_ids[row][keep[row]].tolist())
             for row in range(len(ids))
         ]
 
@@ -350,6 +193,16 @@ class ColBERT:
         not_expansion = input_ids != self.rules.expansion_token_id
         lengths = (positions * not_expansion).amax(dim=1, keepdim=True)
         return positions <= lengths
+
+
+def _special_tokens_around_content(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a text's own tokens ([CLS] / [SEP])."""
+    content = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    framed = list(tokenizer("a")["input_ids"])
+    for start in range(len(framed) - len(content) + 1):
+        if framed[start : start + len(content)] == content:
+            return framed[:start], framed[start + len(content) :]
+    raise ValueError("the tokenizer's special tokens could not be located around a text")
 
 
 def _attention(requested: str | None, device: torch.device) -> str:
@@ -377,7 +230,3 @@ def _output_dim(checkpoint: Checkpoint, dim: int | None) -> int:
             f"dim must be an integer in 1..{available} for this checkpoint, got {dim!r}"
         )
     return dim
-
-
-def _output(embeddings: list[torch.Tensor], as_tensor: bool) -> list[Any]:
-    return embeddings if as_tensor else [tensor.numpy() for tensor in embeddings]
