@@ -163,3 +163,37 @@ def test_token_budget_batches_cover_every_index_within_budget() -> None:
         [4, 5, 6, 7],
         [8, 9],
     ]
+
+
+def test_document_chunks_cover_a_long_document(
+    tiny_model: maxsim.ColBERT, tiny_checkpoint: str
+) -> None:
+    text = " ".join(f"word{i}" for i in range(60))
+    content = len(tiny_model.tokenizer(text, add_special_tokens=False)["input_ids"])
+    chunk_size, overlap = 24, 5
+    window = chunk_size - 3
+    [chunks] = tiny_model.encode_document_chunks(
+        [text], chunk_size=chunk_size, chunk_overlap=overlap
+    )
+    assert len(chunks) == -(-(content - overlap) // (window - overlap))
+    assert all(chunk.shape[0] <= chunk_size for chunk in chunks)
+    truncated = maxsim.ColBERT.from_pretrained(tiny_checkpoint, document_length=chunk_size)
+    np.testing.assert_allclose(chunks[0], truncated.encode_documents([text])[0], atol=1e-5)
+    [[short]] = tiny_model.encode_document_chunks(["a short text"], chunk_size, overlap)
+    np.testing.assert_allclose(short, tiny_model.encode_documents(["a short text"])[0], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"chunk_size": 9000}, "exceeds document_length=8192"),
+        ({"chunk_size": 16, "chunk_overlap": 13}, r"chunk_overlap must be in 0\.\.12"),
+        ({"chunk_size": 16, "chunk_overlap": -1}, "chunk_overlap must be in"),
+        ({"chunk_size": 0}, "chunk_size must be at least 1"),
+    ],
+)
+def test_bad_chunk_arguments(
+    tiny_model: maxsim.ColBERT, kwargs: dict[str, int], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny_model.encode_document_chunks(["text"], **kwargs)
