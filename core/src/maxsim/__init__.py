@@ -16,11 +16,15 @@ from maxsim.late_interaction import (
     TokenMatch,
 )
 from maxsim.scoring import scores
+from maxsim.stores import Hit, LateInteractionStore, Record
 
 __all__ = [
     "ColBERT",
     "Explanation",
+    "Hit",
     "LateInteractionEncoder",
+    "LateInteractionStore",
+    "Record",
     "RerankResult",
     "TokenMatch",
     "scores",

@@ -113,3 +113,50 @@ def check_dims(items: list[torch.Tensor], argument: str, dim: int) -> None:
                 f"{argument}[{position}] has dim {item.shape[1]} but the first query has dim "
                 f"{dim}; encode queries and documents with the same model and dim"
             )
+
+
+def segment_scores(
+    queries: list[torch.Tensor],
+    matrix: torch.Tensor,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    *,
+    block_rows: int = 16384,
+) -> np.ndarray:
+    """MaxSim of each query against row segments of one token matrix: [segments, queries].
+
+    Segment i is `matrix[starts[i] : starts[i] + lengths[i]]` (any dtype; computed in
+    float32 a block at a time). Segments that are consecutive in the matrix are scored
+    as one slice; others are gathered block by block, so memory stays bounded.
+    """
+    stacked = torch.cat(queries).T.contiguous()
+    row_starts = np.cumsum([0] + [item.shape[0] for item in queries[:-1]])
+    result = np.empty((len(starts), len(queries)), dtype=np.float32)
+    for first, last in _segment_blocks(lengths, block_rows):
+        block_starts, block_lengths = starts[first:last], lengths[first:last]
+        rows = _gather_rows(matrix, block_starts, block_lengths).float()
+        similarities = rows @ stacked
+        best = torch.segment_reduce(
+            similarities, "max", lengths=torch.from_numpy(block_lengths), axis=0
+        )
+        result[first:last] = np.add.reduceat(best.numpy(), row_starts, axis=1)
+    return result
+
+
+def _segment_blocks(lengths: np.ndarray, block_rows: int) -> list[tuple[int, int]]:
+    """Consecutive segment ranges of about `block_rows` rows (at least one segment each)."""
+    ends = np.cumsum(lengths)
+    blocks, first = [], 0
+    while first < len(lengths):
+        offset = ends[first - 1] if first else 0
+        last = max(int(np.searchsorted(ends, offset + block_rows, side="right")), first + 1)
+        blocks.append((first, last))
+        first = last
+    return blocks
+
+
+def _gather_rows(matrix: torch.Tensor, starts: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
+    """The rows of the segments, a view when they lie back to back in `matrix`."""
+    if np.array_equal(starts[1:], starts[:-1] + lengths[:-1]):
+        return matrix[int(starts[0]) : int(starts[-1] + lengths[-1])]
+    return torch.cat([matrix[int(s) : int(s + n)] for s, n in zip(starts, lengths, strict=True)])

@@ -1,0 +1,484 @@
+"""`LateInteractionStore`: exact MaxSim search over token vectors held in memory."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from maxsim.filters import MetadataFilter, compile_filter
+from maxsim.late_interaction import LateInteractionEncoder
+from maxsim.scoring import as_matrices, segment_scores
+from maxsim.stores import persistence
+from maxsim.stores.base import (
+    Hit,
+    Record,
+    check_dtype,
+    check_embeddings,
+    check_ids,
+    prepare_batch,
+)
+from maxsim.validation import check_positive_int, check_texts
+
+GROWTH = 1.5
+COMPACT_WHEN_DEAD = 0.25
+
+
+@dataclass(frozen=True)
+class MemoryUsage:
+    """Bytes the store holds: token vectors, per-window index arrays, spare capacity."""
+
+    documents: int
+    tokens: int
+    vector_bytes: int
+    index_bytes: int
+    allocated_bytes: int
+
+    @property
+    def bytes_per_token(self) -> float:
+        """Vector and index bytes per stored token (spare capacity not counted)."""
+        return (self.vector_bytes + self.index_bytes) / self.tokens if self.tokens else 0.0
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What one search reads; writers publish a new one instead of changing this."""
+
+    vectors: torch.Tensor
+    starts: np.ndarray
+    lengths: np.ndarray
+    owners: np.ndarray
+    chunks: np.ndarray
+    alive: np.ndarray
+    records: list[Record]
+
+    def live_records(self) -> list[Record]:
+        """Records not deleted, in insertion order (the shared list may run past `alive`)."""
+        return [self.records[slot] for slot in np.flatnonzero(self.alive)]
+
+    def live_windows(self) -> tuple[list[Record], list[list[torch.Tensor]]]:
+        """Live records and, for each, its windows' vectors (views into `vectors`)."""
+        windows: dict[int, list[torch.Tensor]] = {
+            int(slot): [] for slot in np.flatnonzero(self.alive)
+        }
+        for owner, start, length in zip(self.owners, self.starts, self.lengths, strict=True):
+            if int(owner) in windows:
+                windows[int(owner)].append(self.vectors[int(start) : int(start + length)])
+        return [self.records[slot] for slot in windows], list(windows.values())
+
+
+class LateInteractionStore:
+    """Documents as token vectors in one contiguous matrix, searched with exact MaxSim.
+
+    Args:
+        model: the encoder for documents and queries (`maxsim.ColBERT`, `FakeColBERT`).
+        dtype: "float16" (default, half the memory) or "float32" for stored vectors.
+        chunk_size: store documents longer than this many tokens as overlapping windows,
+            each scored on its own; a hit reports the best window. None truncates them.
+        chunk_overlap: tokens shared by consecutive windows.
+
+    Searches may run while other threads add or delete: each sees a consistent snapshot.
+
+    Example:
+        >>> from maxsim import LateInteractionStore
+        >>> from maxsim.testing import FakeColBERT
+        >>> store = LateInteractionStore(FakeColBERT())
+        >>> store.add(["red apples", "blue sky"], metadatas=[{"kind": "fruit"}, {}], ids=["a", "b"])
+        ['a', 'b']
+        >>> [hit.id for hit in store.search("apples", k=1)]
+        ['a']
+        >>> [hit.id for hit in store.search("sky", filter={"kind": "fruit"})]
+        ['a']
+    """
+
+    def __init__(
+        self,
+        model: LateInteractionEncoder,
+        *,
+        dtype: str | torch.dtype = "float16",
+        chunk_size: int | None = None,
+        chunk_overlap: int = 64,
+    ) -> None:
+        if not isinstance(model, LateInteractionEncoder):
+            raise TypeError(
+                "model must be a maxsim encoder (maxsim.ColBERT or maxsim.testing.FakeColBERT), "
+                f"got {type(model).__name__}"
+            )
+        self.model = model
+        self.dtype = check_dtype(dtype)
+        if chunk_size is not None:
+            check_positive_int(chunk_size, "chunk_size")
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self._lock = threading.Lock()
+        self._clear_arrays()
+        self._publish()
+
+    def _clear_arrays(self) -> None:
+        self._vectors = torch.empty((0, self.model.dim), dtype=self.dtype)
+        self._tokens = 0
+        self._segments = 0
+        self._segment_arrays = {
+            name: np.empty(0, dtype=np.int64) for name in persistence.SEGMENT_ARRAYS
+        }
+        self._alive = np.empty(0, dtype=bool)
+        self._records: list[Record] = []
+        self._slots: dict[str, int] = {}
+        self._dead_tokens = 0
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __iter__(self) -> Iterator[Record]:
+        return (_copied(record) for record in self._snapshot.live_records())
+
+    def add(
+        self,
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> list[str]:
+        """Encode and store texts; an id already stored is replaced. Returns the ids.
+
+        Raises:
+            TypeError / ValueError: bad texts, mismatched lengths, repeated ids, metadata
+                that is not a JSON-serialisable dict. Nothing is stored then.
+        """
+        texts = check_texts(texts, "texts")
+        ids, metadatas = prepare_batch(len(texts), metadatas, ids)
+        if self.chunk_size is None:
+            encoded = self.model.encode_documents(
+                texts, batch_size, show_progress_bar, as_tensor=True
+            )
+            windows = [[vectors] for vectors in encoded]
+        else:
+            windows = self.model.encode_document_chunks(
+                texts,
+                self.chunk_size,
+                self.chunk_overlap,
+                batch_size,
+                show_progress_bar,
+                as_tensor=True,
+            )
+        self._insert(ids, list(texts), metadatas, windows)
+        return ids
+
+    def add_embeddings(
+        self,
+        embeddings: Sequence[Any],
+        texts: Sequence[str] | None = None,
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Store vectors computed elsewhere: per document a [rows, dim] array, or a list
+        of them (windows). Returns the ids; an id already stored is replaced."""
+        windows = check_embeddings(embeddings, self.model.dim)
+        if texts is not None:
+            texts = check_texts(texts, "texts")
+            if len(texts) != len(windows):
+                raise ValueError(f"texts has {len(texts)} items but embeddings has {len(windows)}")
+        ids, metadatas = prepare_batch(len(windows), metadatas, ids)
+        self._insert(
+            ids, list(texts) if texts is not None else [None] * len(ids), metadatas, windows
+        )
+        return ids
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove documents by id (unknown ids are ignored); returns how many went."""
+        ids = check_ids(ids)
+        with self._lock:
+            alive = self._alive.copy()
+            removed = 0
+            for value in set(ids):
+                slot = self._slots.pop(value, None)
+                if slot is not None:
+                    alive[slot] = False
+                    self._dead_tokens += self._slot_tokens(slot)
+                    removed += 1
+            self._alive = alive
+            self._compact_if_worthwhile()
+            self._publish()
+        return removed
+
+    def get(self, ids: Sequence[str]) -> list[Record]:
+        """Stored records for `ids` in the given order; unknown ids are skipped."""
+        ids = check_ids(ids)
+        with self._lock:
+            found = [self._records[self._slots[value]] for value in ids if value in self._slots]
+        return [_copied(record) for record in found]
+
+    def clear(self) -> None:
+        """Remove every document."""
+        with self._lock:
+            self._clear_arrays()
+            self._publish()
+
+    def search(self, query: str, k: int = 10, *, filter: MetadataFilter | None = None) -> list[Hit]:
+        """The `k` best documents for `query` by exact MaxSim, best first.
+
+        Ties keep insertion order; `filter` (a dict, see `maxsim.filters`, or a callable
+        on the metadata) selects the documents before scoring.
+        """
+        return self.search_many([query], k, filter=filter)[0]
+
+    def search_many(
+        self, queries: Sequence[str], k: int = 10, *, filter: MetadataFilter | None = None
+    ) -> list[list[Hit]]:
+        """`search` for several queries at once (one pass over the matrix)."""
+        queries = check_texts(queries, "queries")
+        check_positive_int(k, "k")
+        predicate = compile_filter(filter)
+        if not queries:
+            return []
+        encoded = self.model.encode_queries(queries, as_tensor=True)
+        return self._search_vectors(encoded, k, predicate)
+
+    def search_embeddings(
+        self, queries: Sequence[Any], k: int = 10, *, filter: MetadataFilter | None = None
+    ) -> list[list[Hit]]:
+        """`search_many` for query vectors computed elsewhere ([rows, dim] each)."""
+        check_positive_int(k, "k")
+        matrices = as_matrices(queries, "queries")
+        for position, matrix in enumerate(matrices):
+            if matrix.shape[1] != self.model.dim:
+                raise ValueError(
+                    f"queries[{position}] has dim {matrix.shape[1]}; "
+                    f"the store holds dim {self.model.dim}"
+                )
+        return self._search_vectors(matrices, k, compile_filter(filter))
+
+    def memory_usage(self) -> MemoryUsage:
+        """Bytes held for vectors and index arrays; `.bytes_per_token` sums them per token."""
+        snapshot = self._snapshot
+        live = snapshot.alive[snapshot.owners]
+        tokens = int(snapshot.lengths[live].sum())
+        item = self._vectors.element_size()
+        index_per_segment = sum(array.itemsize for array in self._segment_arrays.values())
+        return MemoryUsage(
+            documents=len(self),
+            tokens=tokens,
+            vector_bytes=tokens * self.model.dim * item,
+            index_bytes=int(live.sum()) * index_per_segment,
+            allocated_bytes=self._vectors.numel() * item
+            + sum(array.nbytes for array in self._segment_arrays.values()),
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write the store to folder `path` atomically (safetensors + JSON, never pickle).
+
+        A crash mid-save leaves the previous save loadable.
+        """
+        records, windows = self._snapshot.live_windows()
+        flat = [vectors for document in windows for vectors in document]
+        arrays = {
+            "vectors": torch.cat(flat)
+            if flat
+            else torch.empty((0, self.model.dim), dtype=self.dtype),
+            "lengths": torch.tensor([vectors.shape[0] for vectors in flat], dtype=torch.int64),
+            "owners": torch.tensor(
+                [owner for owner, document in enumerate(windows) for _ in document],
+                dtype=torch.int64,
+            ),
+            "chunks": torch.tensor(
+                [chunk for document in windows for chunk in range(len(document))], dtype=torch.int64
+            ),
+        }
+        settings = {
+            "model": self.model.name,
+            "dim": self.model.dim,
+            "query_length": self.model.query_length,
+            "document_length": self.model.document_length,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "chunk_size": self.chunk_size,
+            "chunk_overlap": self.chunk_overlap,
+        }
+        persistence.save(Path(path), arrays, settings, records)
+
+    @classmethod
+    def load(
+        cls, path: str | Path, model: LateInteractionEncoder, *, force: bool = False
+    ) -> LateInteractionStore:
+        """Read a store written by `save`; the model must match (name and dim) unless forced.
+
+        Raises:
+            FileNotFoundError: `path` holds no saved store.
+            ValueError: a corrupt or truncated file (named), or a model mismatch.
+        """
+        saved = persistence.load(Path(path))
+        settings = saved.settings
+        if settings["dim"] != model.dim or (settings["model"] != model.name and not force):
+            raise ValueError(
+                f"{path} was saved with model {settings['model']!r} (dim {settings['dim']}), "
+                f"not {model.name!r} (dim {model.dim}); load it with that model, or pass "
+                "force=True to use a different model of the same dim"
+            )
+        store = cls(
+            model,
+            dtype=settings["dtype"],
+            chunk_size=settings["chunk_size"],
+            chunk_overlap=settings["chunk_overlap"],
+        )
+        windows: list[list[torch.Tensor]] = [[] for _ in saved.records]
+        pieces = saved.arrays["vectors"].split(saved.arrays["lengths"].tolist())
+        for owner, piece in zip(saved.arrays["owners"].tolist(), pieces, strict=True):
+            windows[owner].append(piece)
+        records = saved.records
+        store._insert(
+            [r.id for r in records],
+            [r.text for r in records],
+            [r.metadata for r in records],
+            windows,
+        )
+        return store
+
+    def _insert(
+        self,
+        ids: list[str],
+        texts: list[str | None],
+        metadatas: list[dict[str, Any]],
+        windows: list[list[torch.Tensor]],
+    ) -> None:
+        records = [Record(*fields) for fields in zip(ids, texts, metadatas, strict=True)]
+        with self._lock:
+            self._append_documents(records, windows)
+            self._compact_if_worthwhile()
+            self._publish()
+
+    def _append_documents(self, records: list[Record], windows: list[list[torch.Tensor]]) -> None:
+        """Append documents (replacing stored ones with the same id); caller holds the lock."""
+        lengths = [vectors.shape[0] for document in windows for vectors in document]
+        self._reserve(sum(lengths), len(lengths), len(records))
+        for record, document in zip(records, windows, strict=True):
+            old = self._slots.get(record.id)
+            if old is not None:
+                self._alive[old] = False
+                self._dead_tokens += self._slot_tokens(old)
+            slot = len(self._records)
+            self._records.append(record)
+            self._slots[record.id] = slot
+            self._alive[slot] = True
+            for chunk, vectors in enumerate(document):
+                self._append_segment(vectors, slot, chunk)
+
+    def _reserve(self, tokens: int, segments: int, documents: int) -> None:
+        """Room for more rows, segments and slots; grown arrays are new objects, so
+        snapshots taken before keep reading their own."""
+        if self._tokens + tokens > self._vectors.shape[0]:
+            capacity = max(self._tokens + tokens, int(self._vectors.shape[0] * GROWTH))
+            grown = torch.empty((capacity, self.model.dim), dtype=self.dtype)
+            grown[: self._tokens] = self._vectors[: self._tokens]
+            self._vectors = grown
+        if self._segments + segments > len(self._segment_arrays["starts"]):
+            capacity = max(
+                self._segments + segments, int(len(self._segment_arrays["starts"]) * GROWTH)
+            )
+            for name, array in self._segment_arrays.items():
+                grown_array = np.zeros(capacity, dtype=np.int64)
+                grown_array[: self._segments] = array[: self._segments]
+                self._segment_arrays[name] = grown_array
+        alive = np.zeros(len(self._records) + documents, dtype=bool)
+        alive[: len(self._alive)] = self._alive
+        self._alive = alive
+
+    def _append_segment(self, vectors: torch.Tensor, slot: int, chunk: int) -> None:
+        rows = vectors.shape[0]
+        self._vectors[self._tokens : self._tokens + rows] = vectors
+        arrays = self._segment_arrays
+        index = self._segments
+        arrays["starts"][index] = self._tokens
+        arrays["lengths"][index] = rows
+        arrays["owners"][index] = slot
+        arrays["chunks"][index] = chunk
+        self._tokens += rows
+        self._segments += 1
+
+    def _slot_tokens(self, slot: int) -> int:
+        arrays = self._segment_arrays
+        owned = arrays["owners"][: self._segments] == slot
+        return int(arrays["lengths"][: self._segments][owned].sum())
+
+    def _compact_if_worthwhile(self) -> None:
+        """Rebuild without deleted documents once they hold a quarter of the rows."""
+        if self._dead_tokens <= COMPACT_WHEN_DEAD * self._tokens:
+            return
+        records, windows = self._view().live_windows()
+        self._clear_arrays()
+        self._append_documents(records, windows)
+
+    def _view(self) -> _Snapshot:
+        arrays = self._segment_arrays
+        count = self._segments
+        return _Snapshot(
+            vectors=self._vectors,
+            starts=arrays["starts"][:count],
+            lengths=arrays["lengths"][:count],
+            owners=arrays["owners"][:count],
+            chunks=arrays["chunks"][:count],
+            alive=self._alive[: len(self._records)],
+            records=self._records,
+        )
+
+    def _publish(self) -> None:
+        self._snapshot = self._view()
+
+    def _search_vectors(
+        self, queries: list[torch.Tensor], k: int, predicate: Any
+    ) -> list[list[Hit]]:
+        snapshot = self._snapshot
+        records = snapshot.records
+        candidates = snapshot.alive.copy()
+        if predicate is not None:
+            for slot in np.flatnonzero(candidates):
+                candidates[slot] = bool(predicate(records[slot].metadata))
+        segments = np.flatnonzero(candidates[snapshot.owners])
+        if not len(segments):
+            return [[] for _ in queries]
+        window_scores = segment_scores(
+            queries, snapshot.vectors, snapshot.starts[segments], snapshot.lengths[segments]
+        )
+        owners = snapshot.owners[segments]
+        chunks = snapshot.chunks[segments]
+        results = []
+        for column, query in enumerate(queries):
+            slots, values, best_chunks = _best_windows(owners, chunks, window_scores[:, column])
+            order = np.lexsort((slots, -values))[:k]
+            rows = query.shape[0]
+            results.append(
+                [
+                    Hit(
+                        id=records[slots[i]].id,
+                        score=float(values[i]),
+                        normalized_score=float(values[i]) / rows,
+                        text=records[slots[i]].text,
+                        metadata=copy.deepcopy(records[slots[i]].metadata),
+                        chunk=int(best_chunks[i]),
+                    )
+                    for i in order
+                ]
+            )
+        return results
+
+
+def _copied(record: Record) -> Record:
+    """The record with its own copy of the metadata, so callers cannot change the store."""
+    return Record(record.id, record.text, copy.deepcopy(record.metadata))
+
+
+def _best_windows(
+    owners: np.ndarray, chunks: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per document slot (sorted), its best window's score and that window's number."""
+    order = np.lexsort((-values, owners))
+    owners, chunks, values = owners[order], chunks[order], values[order]
+    first = np.ones(len(owners), dtype=bool)
+    first[1:] = owners[1:] != owners[:-1]
+    return owners[first], values[first], chunks[first]
