@@ -1,4 +1,5 @@
-"""The README's Python examples run (with the tiny checkpoint in place of the hub model)."""
+"""The README's Python examples run in order, offline: the tiny checkpoint stands in for
+the hub model and Qdrant's local mode for a server."""
 
 from __future__ import annotations
 
@@ -8,13 +9,24 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).parents[2] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+OFFLINE = {
+    '"jinaai/jina-colbert-v2"': None,
+    'QdrantClient(url="http://localhost:6333")': 'QdrantClient(":memory:")',
+}
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_example_runs(
-    block: str, tiny_checkpoint: str, capsys: pytest.CaptureFixture[str]
+def test_readme_examples_run(
+    tiny_checkpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = block.replace('"jinaai/jina-colbert-v2"', repr(tiny_checkpoint))
-    exec(compile(code, str(README), "exec"), {})
-    assert capsys.readouterr().out.strip()
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+    assert len(blocks) >= 3
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    for number, block in enumerate(blocks):
+        for online, offline in OFFLINE.items():
+            block = block.replace(online, offline or repr(tiny_checkpoint))
+        exec(compile(block, f"{README}:block{number}", "exec"), namespace)
+    assert "berlin" in capsys.readouterr().out
