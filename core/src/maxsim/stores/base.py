@@ -111,17 +111,19 @@ def check_embeddings(embeddings: Any, dim: int) -> list[list[torch.Tensor]]:
 
 
 def _check_matrix(matrix: Any, argument: str, dim: int) -> torch.Tensor:
-    if not isinstance(matrix, (np.ndarray, torch.Tensor)):
+    if isinstance(matrix, torch.Tensor):
+        matrix = matrix.detach().cpu().float().numpy()
+    if not isinstance(matrix, np.ndarray):
         raise TypeError(f"{argument} must be a numpy array or torch tensor")
-    tensor = torch.as_tensor(matrix).detach().to("cpu", torch.float32)
-    if tensor.ndim != 2 or tensor.shape[0] == 0 or tensor.shape[1] != dim:
+    array = np.asarray(matrix, dtype=np.float32)
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] != dim:
         raise ValueError(
-            f"{argument} has shape {tuple(tensor.shape)}; expected [rows >= 1, {dim}] "
+            f"{argument} has shape {array.shape}; expected [rows >= 1, {dim}] "
             "to match the store's model"
         )
-    if not torch.isfinite(tensor).all():
+    if not np.isfinite(array).all():
         raise ValueError(f"{argument} contains NaN or infinite values")
-    return tensor
+    return torch.from_numpy(array)
 
 
 def check_dtype(dtype: Any) -> torch.dtype:

@@ -355,8 +355,12 @@ class LateInteractionStore:
 
     def _append_documents(self, records: list[Record], windows: list[list[torch.Tensor]]) -> None:
         """Append documents (replacing stored ones with the same id); caller holds the lock."""
-        lengths = [vectors.shape[0] for document in windows for vectors in document]
-        self._reserve(sum(lengths), len(lengths), len(records))
+        flat = [vectors for document in windows for vectors in document]
+        if not flat:
+            return
+        lengths = np.array([vectors.shape[0] for vectors in flat], dtype=np.int64)
+        self._reserve(int(lengths.sum()), len(flat), len(records))
+        owners, chunks = [], []
         for record, document in zip(records, windows, strict=True):
             old = self._slots.get(record.id)
             if old is not None:
@@ -366,8 +370,17 @@ class LateInteractionStore:
             self._records.append(record)
             self._slots[record.id] = slot
             self._alive[slot] = True
-            for chunk, vectors in enumerate(document):
-                self._append_segment(vectors, slot, chunk)
+            owners += [slot] * len(document)
+            chunks += range(len(document))
+        first, last = self._segments, self._segments + len(flat)
+        arrays = self._segment_arrays
+        arrays["starts"][first:last] = self._tokens + np.cumsum(lengths) - lengths
+        arrays["lengths"][first:last] = lengths
+        arrays["owners"][first:last] = owners
+        arrays["chunks"][first:last] = chunks
+        self._vectors[self._tokens : self._tokens + int(lengths.sum())] = torch.cat(flat)
+        self._tokens += int(lengths.sum())
+        self._segments = last
 
     def _reserve(self, tokens: int, segments: int, documents: int) -> None:
         """Room for more rows, segments and slots; grown arrays are new objects, so
@@ -388,18 +401,6 @@ class LateInteractionStore:
         alive = np.zeros(len(self._records) + documents, dtype=bool)
         alive[: len(self._alive)] = self._alive
         self._alive = alive
-
-    def _append_segment(self, vectors: torch.Tensor, slot: int, chunk: int) -> None:
-        rows = vectors.shape[0]
-        self._vectors[self._tokens : self._tokens + rows] = vectors
-        arrays = self._segment_arrays
-        index = self._segments
-        arrays["starts"][index] = self._tokens
-        arrays["lengths"][index] = rows
-        arrays["owners"][index] = slot
-        arrays["chunks"][index] = chunk
-        self._tokens += rows
-        self._segments += 1
 
     def _slot_tokens(self, slot: int) -> int:
         arrays = self._segment_arrays
