@@ -38,6 +38,28 @@ def matmul_gflops(size: int = 4096, repeats: int = 3) -> float:
     return 2 * size**3 / seconds / 1e9
 
 
+class MatmulRates:
+    """The float32 matmul rate, sampled again and again during a run: the machine's speed
+    can drift (a shared host), so the run reports the range and scores against the best."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    def sample(self) -> None:
+        self.samples.append(matmul_gflops())
+
+    @property
+    def best(self) -> float:
+        return max(self.samples)
+
+    def summary(self) -> str:
+        return (
+            f"Float32 matmul rate (4096x4096 torch.mm, median of 3), sampled "
+            f"{len(self.samples)} times during the run: {min(self.samples):.1f}-{self.best:.1f} "
+            "GFLOP/s; the percentages use the highest."
+        )
+
+
 def _status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import machine, markdown_table, matmul_gflops, peak_extra_mib, timed
+from common import MatmulRates, machine, markdown_table, peak_extra_mib, timed
 from torch.nn.utils.rnn import pad_sequence
 
 import maxsim
@@ -41,7 +41,7 @@ class Padded:
 
 @dataclass(frozen=True)
 class Result:
-    """One timed variant: its name, median seconds, matmul FLOPs and peak extra memory."""
+    """One timed variant: its name, seconds per run, matmul FLOPs and peak extra memory."""
 
     name: str
     seconds: list[float]
@@ -111,15 +111,18 @@ class Variant:
     flops: float
 
 
-def measure(variants: list[Variant], repeats: int) -> list[Result]:
+def measure(variants: list[Variant], repeats: int, rates: MatmulRates) -> list[Result]:
     """Warm each variant up, time `repeats` rounds taking turns (so drift in the machine's
-    speed hits every variant alike), then call each once more for its peak memory."""
+    speed hits every variant alike) with the matmul rate sampled between rounds, then
+    call each once more for its peak memory."""
     for variant in variants:
         variant.call()
+    rates.sample()
     times: list[list[float]] = [[] for _ in variants]
     for _ in range(repeats):
         for variant, seconds in zip(variants, times, strict=True):
             seconds.append(timed(variant.call)[0])
+        rates.sample()
     return [
         Result(variant.name, seconds, variant.flops, peak_extra_mib(variant.call))
         for variant, seconds in zip(variants, times, strict=True)
@@ -163,7 +166,7 @@ def main() -> None:
     padded_rows = padded.documents.shape[0] * padded.documents.shape[1]
     query_tensor = torch.from_numpy(query)
     difference = float(np.abs(ours(query, documents) - einsum_scores(query_tensor, padded)).max())
-    before = matmul_gflops()
+    rates = MatmulRates()
     results = measure(
         [
             Variant(
@@ -183,21 +186,16 @@ def main() -> None:
             ),
         ],
         args.repeats,
+        rates,
     )
-    after = matmul_gflops()
-    peak = max(before, after)
     print(
         f"1 query x {QUERY_ROWS} rows vs {len(documents):,} documents of "
         f"{args.min_rows}-{args.max_rows} rows ({total_rows:,} rows, padded to "
         f"{padded.documents.shape[1]}), dim {DIM}, float32; median of {args.repeats} "
         "interleaved runs.\n"
     )
-    print(report(results, peak))
-    print(
-        f"\nmax |ours - baseline| = {difference:.2e}. Float32 matmul rate (4096x4096 torch.mm, "
-        f"median of 3): {before:.1f} GFLOP/s before the runs, {after:.1f} after; the "
-        f"percentages use the higher.\n{machine()}"
-    )
+    print(report(results, rates.best))
+    print(f"\nmax |ours - baseline| = {difference:.2e}. {rates.summary()}\n{machine()}")
 
 
 if __name__ == "__main__":

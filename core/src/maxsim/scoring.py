@@ -121,7 +121,7 @@ def segment_scores(
     starts: np.ndarray,
     lengths: np.ndarray,
     *,
-    block_rows: int = 16384,
+    block_rows: int = 4096,
 ) -> np.ndarray:
     """MaxSim of each query against row segments of one token matrix: [segments, queries].
 
@@ -129,17 +129,16 @@ def segment_scores(
     float32 a block at a time). Segments that are consecutive in the matrix are scored
     as one slice; others are gathered block by block, so memory stays bounded.
     """
-    stacked = torch.cat(queries).T.contiguous()
+    stacked = torch.cat(queries)
     row_starts = np.cumsum([0] + [item.shape[0] for item in queries[:-1]])
     result = np.empty((len(starts), len(queries)), dtype=np.float32)
     for first, last in _segment_blocks(lengths, block_rows):
         block_starts, block_lengths = starts[first:last], lengths[first:last]
         rows = _gather_rows(matrix, block_starts, block_lengths).float()
-        similarities = rows @ stacked
-        best = torch.segment_reduce(
-            similarities, "max", lengths=torch.from_numpy(block_lengths), axis=0
-        )
-        result[first:last] = np.add.reduceat(best.numpy(), row_starts, axis=1)
+        similarities = torch.mm(stacked, rows.T).numpy()
+        offsets = np.cumsum(block_lengths) - block_lengths
+        best = np.maximum.reduceat(similarities, offsets, axis=1)
+        result[first:last] = np.add.reduceat(best, row_starts, axis=0).T
     return result
 
 

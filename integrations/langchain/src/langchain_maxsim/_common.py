@@ -1,0 +1,100 @@
+"""What the three LangChain classes share: the store protocol, model loading, conversions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from langchain_core.documents import Document
+
+from maxsim import ColBERT, Hit, LateInteractionEncoder, Record
+from maxsim.filters import MetadataFilter
+
+STORE_OPTIONS = ("dtype", "chunk_size", "chunk_overlap")
+
+
+@runtime_checkable
+class MaxSimStore(Protocol):
+    """The methods `LateInteractionStore` and `QdrantStore` share, as used here."""
+
+    model: LateInteractionEncoder
+
+    def add(
+        self,
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> list[str]: ...
+
+    def delete(self, ids: Sequence[str]) -> int: ...
+
+    def get(self, ids: Sequence[str]) -> list[Record]: ...
+
+    def search(
+        self, query: str, k: int = 10, *, filter: MetadataFilter | None = None
+    ) -> list[Hit]: ...
+
+    def search_many(
+        self, queries: Sequence[str], k: int = 10, *, filter: MetadataFilter | None = None
+    ) -> list[list[Hit]]: ...
+
+
+def load_model(model: Any, **options: Any) -> LateInteractionEncoder:
+    """`model` itself when it is a maxsim encoder, else `ColBERT.from_pretrained(model)`.
+
+    Raises:
+        TypeError: `model` is neither an encoder nor a name or path string.
+    """
+    if isinstance(model, LateInteractionEncoder):
+        return model
+    if isinstance(model, str) and model:
+        return ColBERT.from_pretrained(model, **options)
+    raise TypeError(
+        "model must be a maxsim encoder (maxsim.ColBERT, maxsim.testing.FakeColBERT) or a "
+        f"checkpoint name or path for maxsim.ColBERT.from_pretrained, got {type(model).__name__}"
+    )
+
+
+def check_store(store: Any) -> MaxSimStore:
+    """`store` if it offers the store methods, else a TypeError that says what to pass."""
+    if not isinstance(store, MaxSimStore):
+        raise TypeError(
+            "store must be a maxsim.LateInteractionStore or maxsim.stores.QdrantStore, "
+            f"got {type(store).__name__}"
+        )
+    return store
+
+
+def split_store_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Remove and return the `LateInteractionStore` options (dtype, chunk_size, ...)."""
+    return {key: kwargs.pop(key) for key in STORE_OPTIONS if key in kwargs}
+
+
+def check_no_options(kwargs: dict[str, Any], where: str) -> None:
+    """A TypeError naming the first keyword argument `where` does not take."""
+    if kwargs:
+        name = next(iter(kwargs))
+        raise TypeError(f"{where} got an unexpected keyword argument {name!r}")
+
+
+def new_id() -> str:
+    """A fresh document id, as the stores make them (uuid4 hex)."""
+    return uuid.uuid4().hex
+
+
+def record_document(record: Record) -> Document:
+    """A stored record as a Document (a record stored from vectors only has empty text)."""
+    return Document(id=record.id, page_content=record.text or "", metadata=record.metadata)
+
+
+def hit_document(hit: Hit, *, with_scores: bool) -> Document:
+    """A search hit as a Document, optionally with "score" and "normalized_score" in metadata."""
+    metadata = dict(hit.metadata)
+    if with_scores:
+        metadata["score"] = hit.score
+        metadata["normalized_score"] = hit.normalized_score
+    return Document(id=hit.id, page_content=hit.text or "", metadata=metadata)

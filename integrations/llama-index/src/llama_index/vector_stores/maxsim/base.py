@@ -1,0 +1,396 @@
+"""`ColBERTVectorStore`: a LlamaIndex vector store on a maxsim late-interaction store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.schema import BaseNode, MetadataMode, TextNode
+from llama_index.core.vector_stores.types import (
+    DEFAULT_PERSIST_DIR,
+    DEFAULT_PERSIST_FNAME,
+    BasePydanticVectorStore,
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryMode,
+    VectorStoreQueryResult,
+)
+from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+from maxsim import ColBERT, Hit, LateInteractionEncoder, LateInteractionStore, Record
+from maxsim.filters import MetadataFilter as MaxsimFilter
+
+from llama_index.vector_stores.maxsim.filters import as_predicate, combine, to_maxsim_filter
+
+logger = logging.getLogger(__name__)
+
+NODE_ID_KEY = "_node_id"
+NODE_CONTENT_KEY = "_node_content"
+REF_DOC_ID_KEY = "ref_doc_id"
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The methods shared by `maxsim.LateInteractionStore` and `maxsim.stores.QdrantStore`."""
+
+    model: LateInteractionEncoder
+
+    def add(
+        self,
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> list[str]: ...
+
+    def delete(self, ids: Sequence[str]) -> int: ...
+
+    def get(self, ids: Sequence[str]) -> list[Record]: ...
+
+    def clear(self) -> None: ...
+
+    def search(
+        self, query: str, k: int = 10, *, filter: MaxsimFilter | None = None
+    ) -> list[Hit]: ...
+
+    def __iter__(self) -> Iterator[Record]: ...
+
+
+def load_model(
+    model: str | LateInteractionEncoder, model_kwargs: dict[str, Any] | None = None
+) -> LateInteractionEncoder:
+    """`model` itself when it is a maxsim encoder, else `maxsim.ColBERT.from_pretrained(model)`."""
+    if isinstance(model, LateInteractionEncoder):
+        return model
+    if not isinstance(model, str) or not model:
+        raise TypeError(
+            "model must be a checkpoint name or folder (str) or a maxsim encoder "
+            f"(maxsim.ColBERT, maxsim.testing.FakeColBERT), got {model!r}"
+        )
+    return ColBERT.from_pretrained(model, **(model_kwargs or {}))
+
+
+class ColBERTVectorStore(BasePydanticVectorStore):
+    """A LlamaIndex vector store that searches nodes by ColBERT MaxSim with maxsim.
+
+    It keeps the text and encodes both nodes and queries with its own late-interaction
+    model: `is_embedding_query` is False, so LlamaIndex never embeds the query, and node
+    embeddings handed to `add` are ignored. Scores are raw MaxSim (`maxsim.Hit.score`).
+
+    Args:
+        model: a checkpoint name or folder (loaded with `maxsim.ColBERT.from_pretrained`)
+            or a maxsim encoder; may be left out when `store` is given.
+        store: an existing `maxsim.LateInteractionStore` or `maxsim.stores.QdrantStore`;
+            None creates an empty in-memory `LateInteractionStore` for `model`.
+        batch_size: documents per encoding batch in `add`.
+        model_kwargs: keyword arguments for `ColBERT.from_pretrained` (dim, device, ...).
+
+    Each node is stored under its `node_id`; the text encoded is
+    `node.get_content(metadata_mode=MetadataMode.EMBED)`, the metadata is the node's plus
+    the LlamaIndex fields needed to rebuild it (`_node_content`, `ref_doc_id`, ...).
+    `query` takes `query_str`, `similarity_top_k`, `node_ids` / `doc_ids` (None or an
+    empty list: no restriction) and `filters` (every LlamaIndex operator; see
+    `llama_index.vector_stores.maxsim.filters`); only the default query mode exists.
+
+    Example:
+        >>> from llama_index.core.schema import TextNode
+        >>> from llama_index.core.vector_stores import VectorStoreQuery
+        >>> from llama_index.vector_stores.maxsim import ColBERTVectorStore
+        >>> from maxsim.testing import FakeColBERT
+        >>> vector_store = ColBERTVectorStore(model=FakeColBERT())
+        >>> vector_store.add([
+        ...     TextNode(id_="apples", text="Red apples grow on trees.", metadata={"year": 2024}),
+        ...     TextNode(id_="sky", text="The sky is blue.", metadata={"year": 2021}),
+        ... ])
+        ['apples', 'sky']
+        >>> vector_store.query(VectorStoreQuery(query_str="red apples", similarity_top_k=1)).ids
+        ['apples']
+
+        Under a `VectorStoreIndex` no embedding model runs: the index wants one at
+        construction, but with `is_embedding_query=False` it is never called on queries,
+        and nodes added through the vector store are not embedded either.
+
+        >>> from llama_index.core import VectorStoreIndex
+        >>> from llama_index.core.embeddings import MockEmbedding
+        >>> index = VectorStoreIndex.from_vector_store(
+        ...     vector_store, embed_model=MockEmbedding(embed_dim=1)
+        ... )
+        >>> [hit.node.node_id for hit in index.as_retriever(similarity_top_k=1).retrieve("blue sky")]
+        ['sky']
+
+        Persist the in-memory store to a folder and load it again:
+
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> vector_store.persist(folder)
+        >>> ColBERTVectorStore.from_persist_path(folder, model=FakeColBERT()).client.get(["sky"])[0].text
+        'year: 2021\\n\\nThe sky is blue.'
+    """
+
+    stores_text: bool = True
+    is_embedding_query: bool = False
+    batch_size: int = Field(default=32, gt=0, description="Documents per encoding batch.")
+    model_name: str = Field(default="", description="Name of the maxsim encoder.")
+
+    _store: Store = PrivateAttr()
+
+    def __init__(
+        self,
+        model: str | LateInteractionEncoder | None = None,
+        store: Store | None = None,
+        *,
+        batch_size: int = 32,
+        model_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if store is None:
+            if model is None:
+                raise ValueError("ColBERTVectorStore needs a model, or a store to search")
+            store = LateInteractionStore(load_model(model, model_kwargs))
+        elif not isinstance(store, Store):
+            raise TypeError(
+                "store must be a maxsim.LateInteractionStore or maxsim.stores.QdrantStore, "
+                f"got {type(store).__name__}"
+            )
+        elif model is not None and model is not store.model:
+            raise ValueError(
+                "store was built with another model; leave model out to use the store's "
+                f"({store.model.name!r})"
+            )
+        super().__init__(batch_size=batch_size, model_name=store.model.name, **kwargs)
+        self._store = store
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ColBERTVectorStore"
+
+    @property
+    def client(self) -> Store:
+        """The maxsim store underneath (`LateInteractionStore` or `QdrantStore`)."""
+        return self._store
+
+    @property
+    def model(self) -> LateInteractionEncoder:
+        """The encoder of nodes and queries."""
+        return self._store.model
+
+    @property
+    def _dialect(self) -> Any:
+        return "memory" if isinstance(self._store, LateInteractionStore) else "qdrant"
+
+    # ----------------------------------------------------------------- writing
+
+    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
+        """Encode and store nodes (their `embedding` is ignored); returns their ids.
+
+        A node whose id is stored already is replaced; within one call the last node
+        with an id wins.
+
+        Raises:
+            ValueError: a node without text to encode, or metadata that JSON cannot hold.
+        """
+        nodes = list(nodes)
+        latest = {node.node_id: node for node in nodes}
+        texts, metadatas = [], []
+        for node in latest.values():
+            text = node.get_content(metadata_mode=MetadataMode.EMBED)
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(
+                    f"node {node.node_id!r} has no text to encode; ColBERTVectorStore "
+                    "stores text nodes"
+                )
+            metadata = node_to_metadata_dict(node, remove_text=False, flat_metadata=False)
+            metadata[NODE_ID_KEY] = node.node_id
+            texts.append(text)
+            metadatas.append(metadata)
+        if texts:
+            self._store.add(texts, metadatas=metadatas, ids=list(latest), batch_size=self.batch_size)
+        return [node.node_id for node in nodes]
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        """Delete the nodes of source document `ref_doc_id`."""
+        ids = [r.id for r in self._store if r.metadata.get(REF_DOC_ID_KEY) == ref_doc_id]
+        if ids:
+            self._store.delete(ids)
+
+    def delete_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        **delete_kwargs: Any,
+    ) -> None:
+        """Delete nodes by id and/or filters (both given: the listed nodes that match).
+
+        Unlike `query`, an empty `node_ids` list deletes nothing; to delete everything
+        call `clear()`.
+
+        Raises:
+            ValueError: neither `node_ids` nor `filters` is given.
+        """
+        if node_ids is None and filters is None:
+            raise ValueError("delete_nodes needs node_ids or filters; clear() deletes everything")
+        if filters is None:
+            ids = list(dict.fromkeys(node_ids or []))
+        else:
+            ids = [record.id for record in self._records(node_ids, filters)]
+        if ids:
+            self._store.delete(ids)
+
+    def clear(self) -> None:
+        """Delete every node."""
+        self._store.clear()
+
+    # ----------------------------------------------------------------- reading
+
+    def get_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+    ) -> list[BaseNode]:
+        """Stored nodes: those of `node_ids` (in that order, unknown ids skipped), or all
+        of them, keeping those that match `filters`."""
+        return [_to_node(record) for record in self._records(node_ids, filters)]
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """The `similarity_top_k` best nodes for `query.query_str` by MaxSim.
+
+        Raises:
+            ValueError: no `query_str`, a mode other than default, a `similarity_top_k`
+                below 1, or filters that the store cannot apply.
+        """
+        if query.mode != VectorStoreQueryMode.DEFAULT:
+            raise ValueError(
+                f"ColBERTVectorStore supports the default query mode only, got {query.mode!r}"
+            )
+        if not query.query_str or not query.query_str.strip():
+            raise ValueError(
+                "ColBERTVectorStore encodes the query text itself: VectorStoreQuery.query_str "
+                "must be a non-empty string (query_embedding is ignored)"
+            )
+        top_k = query.similarity_top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"similarity_top_k must be a positive integer, got {top_k!r}")
+        restrictions: list[Any] = []
+        if query.node_ids:
+            restrictions.append({NODE_ID_KEY: {"$in": list(query.node_ids)}})
+        if query.doc_ids:
+            restrictions.append({REF_DOC_ID_KEY: {"$in": list(query.doc_ids)}})
+        restrictions.append(to_maxsim_filter(query.filters, dialect=self._dialect))
+        hits = self._store.search(query.query_str, k=top_k, filter=combine(restrictions))
+        return VectorStoreQueryResult(
+            nodes=[_to_node(Record(hit.id, hit.text, hit.metadata)) for hit in hits],
+            similarities=[hit.score for hit in hits],
+            ids=[hit.id for hit in hits],
+        )
+
+    # ------------------------------------------------------------------- async
+
+    async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
+        return await asyncio.to_thread(self.add, nodes, **kwargs)
+
+    async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
+
+    async def adelete_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        **delete_kwargs: Any,
+    ) -> None:
+        await asyncio.to_thread(self.delete_nodes, node_ids, filters, **delete_kwargs)
+
+    async def aclear(self) -> None:
+        await asyncio.to_thread(self.clear)
+
+    async def aget_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+    ) -> list[BaseNode]:
+        return await asyncio.to_thread(self.get_nodes, node_ids, filters)
+
+    async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        return await asyncio.to_thread(self.query, query, **kwargs)
+
+    # ------------------------------------------------------------- persistence
+
+    def persist(self, persist_path: str, fs: Any = None) -> None:
+        """Save an in-memory store to the folder `persist_path` (safetensors + JSON).
+
+        `StorageContext.persist(dir)` calls this with `dir/default__vector_store.json`,
+        which becomes a folder. A `QdrantStore` keeps its data in Qdrant: nothing to do.
+
+        Raises:
+            NotImplementedError: `fs` is a filesystem other than the local one.
+        """
+        if not isinstance(self._store, LateInteractionStore):
+            logger.debug("%s keeps its own data; nothing to persist", type(self._store).__name__)
+            return
+        _check_local(fs)
+        self._store.save(persist_path)
+
+    @classmethod
+    def from_persist_path(
+        cls,
+        persist_path: str,
+        model: str | LateInteractionEncoder,
+        fs: Any = None,
+        *,
+        model_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> ColBERTVectorStore:
+        """Load a store saved by `persist`; `model` must be the one it was built with."""
+        _check_local(fs)
+        store = LateInteractionStore.load(persist_path, model=load_model(model, model_kwargs))
+        return cls(store=store, **kwargs)
+
+    @classmethod
+    def from_persist_dir(
+        cls,
+        persist_dir: str = DEFAULT_PERSIST_DIR,
+        namespace: str = "default",
+        *,
+        model: str | LateInteractionEncoder,
+        fs: Any = None,
+        **kwargs: Any,
+    ) -> ColBERTVectorStore:
+        """Load the store that `StorageContext.persist(persist_dir)` saved."""
+        path = os.path.join(persist_dir, f"{namespace}__{DEFAULT_PERSIST_FNAME}")
+        return cls.from_persist_path(path, model=model, fs=fs, **kwargs)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _records(
+        self, node_ids: list[str] | None, filters: MetadataFilters | None
+    ) -> list[Record]:
+        records: Iterable[Record] = (
+            self._store if node_ids is None else self._store.get(list(node_ids))
+        )
+        # Evaluated here, with maxsim's in-memory rules, whatever the store.
+        match = as_predicate(to_maxsim_filter(filters, dialect="memory"))
+        return [record for record in records if match(record.metadata)]
+
+
+def _to_node(record: Record) -> BaseNode:
+    """The LlamaIndex node stored as `record` (a plain TextNode for records that were
+    stored with maxsim directly)."""
+    if NODE_CONTENT_KEY in record.metadata:
+        return metadata_dict_to_node(record.metadata)
+    return TextNode(id_=record.id, text=record.text or "", metadata=dict(record.metadata))
+
+
+def _check_local(fs: Any) -> None:
+    if fs is None:
+        return
+    from fsspec.implementations.local import LocalFileSystem
+
+    if not isinstance(fs, LocalFileSystem):
+        raise NotImplementedError(
+            "ColBERTVectorStore persists to the local filesystem only, got "
+            f"{type(fs).__name__}"
+        )

@@ -1,0 +1,81 @@
+"""langchain-tests' standard suites: the vector store (in memory and on Qdrant's local
+mode, sync and async) and the retriever, all on FakeColBERT."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.vectorstores import VectorStore
+from langchain_tests.integration_tests import (
+    RetrieversIntegrationTests,
+    VectorStoreIntegrationTests,
+)
+
+from langchain_maxsim import ColBERTRetriever, ColBERTVectorStore
+from maxsim import LateInteractionStore
+from maxsim.testing import FakeColBERT
+
+
+class TestColBERTVectorStore(VectorStoreIntegrationTests):
+    """The sync tests and the `*_async` tests both run (has_sync and has_async are True)."""
+
+    @pytest.fixture
+    def vectorstore(self) -> Generator[VectorStore, None, None]:  # type: ignore[override]
+        store = ColBERTVectorStore(model=FakeColBERT())
+        try:
+            yield store
+        finally:
+            store.store.clear()  # type: ignore[attr-defined]
+
+    @property
+    def has_sync(self) -> bool:
+        return True
+
+    @property
+    def has_async(self) -> bool:
+        return True
+
+
+class TestColBERTVectorStoreOnQdrant(VectorStoreIntegrationTests):
+    """The same suite with a `QdrantStore` (local in-memory mode) underneath."""
+
+    @pytest.fixture
+    def vectorstore(self) -> Generator[VectorStore, None, None]:  # type: ignore[override]
+        qdrant_client = pytest.importorskip("qdrant_client")
+        try:
+            from maxsim.stores import QdrantStore
+        except ImportError:  # pragma: no cover - the Qdrant store is optional
+            pytest.skip("maxsim.stores.QdrantStore is not available")
+        client = qdrant_client.QdrantClient(":memory:")
+        store = ColBERTVectorStore(store=QdrantStore(FakeColBERT(), client, "standard"))
+        try:
+            yield store
+        finally:
+            client.close()
+
+
+class TestColBERTRetriever(RetrieversIntegrationTests):
+    @property
+    def retriever_constructor(self) -> type[BaseRetriever]:
+        return ColBERTRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict[str, Any]:
+        store = LateInteractionStore(FakeColBERT())
+        store.add(
+            [
+                "Berlin is the capital of Germany.",
+                "Paris is the capital of France.",
+                "Rome is the capital of Italy.",
+                "Bread is baked in an oven.",
+            ],
+            ids=["berlin", "paris", "rome", "bread"],
+        )
+        return {"store": store, "k": 2}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "What is the capital of Germany?"
