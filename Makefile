@@ -26,6 +26,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/scores.py
 	$(PY) benchmarks/encode.py
+	$(PY) benchmarks/store.py
 
 lint: setup
 	$(PY) -m ruff check core integrations tests benchmarks

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 import maxsim
 
@@ -51,4 +54,12 @@ def test_explain_aligns_matching_words(minilm: maxsim.ColBERT) -> None:
     assert matched["mountain"] == "mountain"
     assert np.isclose(
         explanation.score, minilm.rerank("tallest mountain", [PASSAGES[4]])[0].score, rtol=1e-5
+    )
+
+
+def test_document_length_beyond_the_position_embeddings_is_refused(minilm_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"document_length=600 exceeds the 512 positions"):
+        maxsim.ColBERT.from_pretrained(str(minilm_path), document_length=600)
+    assert (
+        maxsim.ColBERT.from_pretrained(str(minilm_path), document_length=512).document_length == 512
     )

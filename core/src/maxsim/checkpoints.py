@@ -105,6 +105,19 @@ class Checkpoint:
     tokenizer: Any
     rules: EncodingRules
 
+    def check_lengths(self) -> None:
+        """Raise if the token limits exceed what the backbone's positions allow."""
+        limit = self.backbone.max_tokens if isinstance(self.backbone, HFBackbone) else None
+        for argument, value in (
+            ("query_length", self.rules.query_length),
+            ("document_length", self.rules.document_length),
+        ):
+            if limit is not None and value > limit:
+                raise ValueError(
+                    f"{argument}={value} exceeds the {limit} positions of {self.name}; "
+                    f"pass {argument}={limit} or less"
+                )
+
     @property
     def output_size(self) -> int:
         """Vectors' size before any Matryoshka cut: the projection's, else the hidden size."""
@@ -120,6 +133,19 @@ class HFBackbone(nn.Module):
         super().__init__()
         self.model = model
         self.hidden_size = int(model.config.hidden_size)
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The longest input its absolute position embeddings allow (None: no limit)."""
+        config = self.model.config
+        positions = getattr(config, "max_position_embeddings", None)
+        if (
+            positions is None
+            or getattr(config, "position_embedding_type", "absolute") != "absolute"
+        ):
+            return None
+        offset = config.pad_token_id + 1 if "roberta" in config.model_type else 0
+        return int(positions) - offset
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -163,7 +189,9 @@ def load_checkpoint(name_or_path: str, options: LoadOptions) -> Checkpoint:
             + "; ".join(SUPPORTED_LAYOUTS)
             + ". For another architecture with remote code, pass trust_remote_code=True."
         )
-    return loader(folder, name_or_path, config or {}, options)
+    checkpoint = loader(folder, name_or_path, config or {}, options)
+    checkpoint.check_lengths()
+    return checkpoint
 
 
 def _load_stanford(

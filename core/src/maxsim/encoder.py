@@ -126,7 +126,7 @@ class ColBERT(LateInteractionEncoder):
         return self.rules.document_length
 
     def _content_ids(self, texts: list[str]) -> list[list[int]]:
-        encoded = self.tokenizer(texts, add_special_tokens=False)
+        encoded = self.tokenizer(texts, add_special_tokens=False, verbose=False)
         return [list(row) for row in encoded["input_ids"]]
 
     def _frame(self, content: list[int], is_query: bool) -> list[int]:

@@ -360,7 +360,8 @@ class LateInteractionStore:
             return
         lengths = np.array([vectors.shape[0] for vectors in flat], dtype=np.int64)
         self._reserve(int(lengths.sum()), len(flat), len(records))
-        owners, chunks = [], []
+        owners: list[int] = []
+        chunks: list[int] = []
         for record, document in zip(records, windows, strict=True):
             old = self._slots.get(record.id)
             if old is not None:
