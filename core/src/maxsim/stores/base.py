@@ -1,15 +1,21 @@
-"""Types and argument checks shared by the stores."""
+"""What the stores share: record types, argument checks and the `DocumentStore` base."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+
+from maxsim.filters import MetadataFilter, compile_filter
+from maxsim.late_interaction import LateInteractionEncoder
+from maxsim.scoring import as_matrices
+from maxsim.validation import check_positive_int, check_texts
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
@@ -132,3 +138,151 @@ def check_dtype(dtype: Any) -> torch.dtype:
     if dtype in DTYPES.values():
         return dtype
     raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
+
+
+class DocumentStore(ABC):
+    """The front half every store shares: argument checks, encoding, search entry points.
+
+    Subclasses keep the documents (`_insert`, `_search_vectors`, `delete`, `get`, ...)
+    and may restrict filters (`_prepare_filter`).
+    """
+
+    def __init__(
+        self, model: LateInteractionEncoder, *, chunk_size: int | None, chunk_overlap: int
+    ) -> None:
+        if not isinstance(model, LateInteractionEncoder):
+            raise TypeError(
+                "model must be a maxsim encoder (maxsim.ColBERT or maxsim.testing.FakeColBERT), "
+                f"got {type(model).__name__}"
+            )
+        if chunk_size is not None:
+            check_positive_int(chunk_size, "chunk_size")
+        self.model = model
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Record]: ...
+
+    @abstractmethod
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove documents by id (unknown ids are ignored); returns how many went."""
+
+    @abstractmethod
+    def get(self, ids: Sequence[str]) -> list[Record]:
+        """Stored records for `ids` in the given order; unknown ids are skipped."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Remove every document."""
+
+    @abstractmethod
+    def _insert(
+        self,
+        ids: list[str],
+        texts: list[str | None],
+        metadatas: list[dict[str, Any]],
+        windows: list[list[torch.Tensor]],
+    ) -> None:
+        """Store checked documents, each as one or more windows of vectors (upsert)."""
+
+    @abstractmethod
+    def _search_vectors(self, queries: list[torch.Tensor], k: int, filter: Any) -> list[list[Hit]]:
+        """The `k` best documents per query, given what `_prepare_filter` returned."""
+
+    def _prepare_filter(self, filter: MetadataFilter | None) -> Any:
+        """Check `filter` up front (before any encoding); the default compiles it."""
+        return compile_filter(filter)
+
+    def add(
+        self,
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> list[str]:
+        """Encode and store texts; an id already stored is replaced. Returns the ids.
+
+        Raises:
+            TypeError / ValueError: bad texts, mismatched lengths, repeated ids, metadata
+                that is not a JSON-serialisable dict. Nothing is stored then.
+        """
+        texts = check_texts(texts, "texts")
+        ids, metadatas = prepare_batch(len(texts), metadatas, ids)
+        if self.chunk_size is None:
+            encoded = self.model.encode_documents(
+                texts, batch_size, show_progress_bar, as_tensor=True
+            )
+            windows = [[vectors] for vectors in encoded]
+        else:
+            windows = self.model.encode_document_chunks(
+                texts,
+                self.chunk_size,
+                self.chunk_overlap,
+                batch_size,
+                show_progress_bar,
+                as_tensor=True,
+            )
+        self._insert(ids, list(texts), metadatas, windows)
+        return ids
+
+    def add_embeddings(
+        self,
+        embeddings: Sequence[Any],
+        texts: Sequence[str] | None = None,
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Store vectors computed elsewhere: per document a [rows, dim] array, or a list
+        of them (windows). Returns the ids; an id already stored is replaced."""
+        windows = check_embeddings(embeddings, self.model.dim)
+        if texts is not None:
+            texts = check_texts(texts, "texts")
+            if len(texts) != len(windows):
+                raise ValueError(f"texts has {len(texts)} items but embeddings has {len(windows)}")
+        ids, metadatas = prepare_batch(len(windows), metadatas, ids)
+        stored_texts: list[str | None] = list(texts) if texts is not None else [None] * len(ids)
+        self._insert(ids, stored_texts, metadatas, windows)
+        return ids
+
+    def search(self, query: str, k: int = 10, *, filter: MetadataFilter | None = None) -> list[Hit]:
+        """The `k` best documents for `query` by MaxSim, best first.
+
+        `filter` (a dict, see `maxsim.filters`, or a callable on the metadata where the
+        store allows it) selects the documents before scoring.
+        """
+        return self.search_many([query], k, filter=filter)[0]
+
+    def search_many(
+        self, queries: Sequence[str], k: int = 10, *, filter: MetadataFilter | None = None
+    ) -> list[list[Hit]]:
+        """`search` for several queries at once."""
+        queries = check_texts(queries, "queries")
+        check_positive_int(k, "k")
+        prepared = self._prepare_filter(filter)
+        if not queries:
+            return []
+        encoded = self.model.encode_queries(queries, as_tensor=True)
+        return self._search_vectors(encoded, k, prepared)
+
+    def search_embeddings(
+        self, queries: Sequence[Any], k: int = 10, *, filter: MetadataFilter | None = None
+    ) -> list[list[Hit]]:
+        """`search_many` for query vectors computed elsewhere ([rows, dim] each)."""
+        check_positive_int(k, "k")
+        matrices = as_matrices(queries, "queries")
+        for position, matrix in enumerate(matrices):
+            if matrix.shape[1] != self.model.dim:
+                raise ValueError(
+                    f"queries[{position}] has dim {matrix.shape[1]}; "
+                    f"the store holds dim {self.model.dim}"
+                )
+        prepared = self._prepare_filter(filter)
+        if not matrices:
+            return []
+        return self._search_vectors(matrices, k, prepared)

@@ -12,19 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from maxsim.filters import MetadataFilter, compile_filter
 from maxsim.late_interaction import LateInteractionEncoder
-from maxsim.scoring import as_matrices, segment_scores
+from maxsim.scoring import segment_scores
 from maxsim.stores import persistence
-from maxsim.stores.base import (
-    Hit,
-    Record,
-    check_dtype,
-    check_embeddings,
-    check_ids,
-    prepare_batch,
-)
-from maxsim.validation import check_positive_int, check_texts
+from maxsim.stores.base import DocumentStore, Hit, Record, check_dtype, check_ids
 
 GROWTH = 1.5
 COMPACT_WHEN_DEAD = 0.25
@@ -73,7 +64,7 @@ class _Snapshot:
         return [self.records[slot] for slot in windows], list(windows.values())
 
 
-class LateInteractionStore:
+class LateInteractionStore(DocumentStore):
     """Documents as token vectors in one contiguous matrix, searched with exact MaxSim.
 
     Args:
@@ -105,17 +96,8 @@ class LateInteractionStore:
         chunk_size: int | None = None,
         chunk_overlap: int = 64,
     ) -> None:
-        if not isinstance(model, LateInteractionEncoder):
-            raise TypeError(
-                "model must be a maxsim encoder (maxsim.ColBERT or maxsim.testing.FakeColBERT), "
-                f"got {type(model).__name__}"
-            )
-        self.model = model
+        super().__init__(model, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
         self.dtype = check_dtype(dtype)
-        if chunk_size is not None:
-            check_positive_int(chunk_size, "chunk_size")
-        self.chunk_size = chunk_size
-        self.chunk_overlap = chunk_overlap
         self._lock = threading.Lock()
         self._clear_arrays()
         self._publish()
@@ -137,60 +119,6 @@ class LateInteractionStore:
 
     def __iter__(self) -> Iterator[Record]:
         return (_copied(record) for record in self._snapshot.live_records())
-
-    def add(
-        self,
-        texts: Sequence[str],
-        metadatas: Sequence[dict[str, Any]] | None = None,
-        ids: Sequence[str] | None = None,
-        *,
-        batch_size: int = 32,
-        show_progress_bar: bool | None = None,
-    ) -> list[str]:
-        """Encode and store texts; an id already stored is replaced. Returns the ids.
-
-        Raises:
-            TypeError / ValueError: bad texts, mismatched lengths, repeated ids, metadata
-                that is not a JSON-serialisable dict. Nothing is stored then.
-        """
-        texts = check_texts(texts, "texts")
-        ids, metadatas = prepare_batch(len(texts), metadatas, ids)
-        if self.chunk_size is None:
-            encoded = self.model.encode_documents(
-                texts, batch_size, show_progress_bar, as_tensor=True
-            )
-            windows = [[vectors] for vectors in encoded]
-        else:
-            windows = self.model.encode_document_chunks(
-                texts,
-                self.chunk_size,
-                self.chunk_overlap,
-                batch_size,
-                show_progress_bar,
-                as_tensor=True,
-            )
-        self._insert(ids, list(texts), metadatas, windows)
-        return ids
-
-    def add_embeddings(
-        self,
-        embeddings: Sequence[Any],
-        texts: Sequence[str] | None = None,
-        metadatas: Sequence[dict[str, Any]] | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> list[str]:
-        """Store vectors computed elsewhere: per document a [rows, dim] array, or a list
-        of them (windows). Returns the ids; an id already stored is replaced."""
-        windows = check_embeddings(embeddings, self.model.dim)
-        if texts is not None:
-            texts = check_texts(texts, "texts")
-            if len(texts) != len(windows):
-                raise ValueError(f"texts has {len(texts)} items but embeddings has {len(windows)}")
-        ids, metadatas = prepare_batch(len(windows), metadatas, ids)
-        self._insert(
-            ids, list(texts) if texts is not None else [None] * len(ids), metadatas, windows
-        )
-        return ids
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id (unknown ids are ignored); returns how many went."""
@@ -221,40 +149,6 @@ class LateInteractionStore:
         with self._lock:
             self._clear_arrays()
             self._publish()
-
-    def search(self, query: str, k: int = 10, *, filter: MetadataFilter | None = None) -> list[Hit]:
-        """The `k` best documents for `query` by exact MaxSim, best first.
-
-        Ties keep insertion order; `filter` (a dict, see `maxsim.filters`, or a callable
-        on the metadata) selects the documents before scoring.
-        """
-        return self.search_many([query], k, filter=filter)[0]
-
-    def search_many(
-        self, queries: Sequence[str], k: int = 10, *, filter: MetadataFilter | None = None
-    ) -> list[list[Hit]]:
-        """`search` for several queries at once (one pass over the matrix)."""
-        queries = check_texts(queries, "queries")
-        check_positive_int(k, "k")
-        predicate = compile_filter(filter)
-        if not queries:
-            return []
-        encoded = self.model.encode_queries(queries, as_tensor=True)
-        return self._search_vectors(encoded, k, predicate)
-
-    def search_embeddings(
-        self, queries: Sequence[Any], k: int = 10, *, filter: MetadataFilter | None = None
-    ) -> list[list[Hit]]:
-        """`search_many` for query vectors computed elsewhere ([rows, dim] each)."""
-        check_positive_int(k, "k")
-        matrices = as_matrices(queries, "queries")
-        for position, matrix in enumerate(matrices):
-            if matrix.shape[1] != self.model.dim:
-                raise ValueError(
-                    f"queries[{position}] has dim {matrix.shape[1]}; "
-                    f"the store holds dim {self.model.dim}"
-                )
-        return self._search_vectors(matrices, k, compile_filter(filter))
 
     def memory_usage(self) -> MemoryUsage:
         """Bytes held for vectors and index arrays; `.bytes_per_token` sums them per token."""
@@ -432,15 +326,13 @@ class LateInteractionStore:
     def _publish(self) -> None:
         self._snapshot = self._view()
 
-    def _search_vectors(
-        self, queries: list[torch.Tensor], k: int, predicate: Any
-    ) -> list[list[Hit]]:
+    def _search_vectors(self, queries: list[torch.Tensor], k: int, filter: Any) -> list[list[Hit]]:
         snapshot = self._snapshot
         records = snapshot.records
         candidates = snapshot.alive.copy()
-        if predicate is not None:
+        if filter is not None:
             for slot in np.flatnonzero(candidates):
-                candidates[slot] = bool(predicate(records[slot].metadata))
+                candidates[slot] = bool(filter(records[slot].metadata))
         segments = np.flatnonzero(candidates[snapshot.owners])
         if not len(segments):
             return [[] for _ in queries]

@@ -13,9 +13,7 @@ import torch
 
 from maxsim.filters import MetadataFilter, compile_filter
 from maxsim.late_interaction import LateInteractionEncoder
-from maxsim.scoring import as_matrices
-from maxsim.stores.base import Hit, Record, check_embeddings, check_ids, prepare_batch
-from maxsim.validation import check_positive_int, check_texts
+from maxsim.stores.base import DocumentStore, Hit, Record, check_ids
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -43,7 +41,7 @@ def point_id(document_id: str, chunk: int) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{document_id}#{chunk}"))
 
 
-class QdrantStore:
+class QdrantStore(DocumentStore):
     """Documents as Qdrant multivector points, searched with MaxSim inside Qdrant.
 
     The same methods as `LateInteractionStore`, on a collection of a local (embedded)
@@ -97,20 +95,11 @@ class QdrantStore:
         create: bool = True,
     ) -> None:
         self._models = _models()
-        if not isinstance(model, LateInteractionEncoder):
-            raise TypeError(
-                "model must be a maxsim encoder (maxsim.ColBERT or maxsim.testing.FakeColBERT), "
-                f"got {type(model).__name__}"
-            )
         if not isinstance(collection_name, str) or not collection_name:
             raise TypeError(f"collection_name must be a non-empty string, got {collection_name!r}")
-        if chunk_size is not None:
-            check_positive_int(chunk_size, "chunk_size")
-        self.model = model
+        super().__init__(model, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
         self.client = client
         self.collection_name = collection_name
-        self.chunk_size = chunk_size
-        self.chunk_overlap = chunk_overlap
         if client.collection_exists(collection_name):
             self._check_collection()
         elif create:
@@ -186,60 +175,6 @@ class QdrantStore:
             if offset is None:
                 return
 
-    def add(
-        self,
-        texts: Sequence[str],
-        metadatas: Sequence[dict[str, Any]] | None = None,
-        ids: Sequence[str] | None = None,
-        *,
-        batch_size: int = 32,
-        show_progress_bar: bool | None = None,
-    ) -> list[str]:
-        """Encode and store texts; an id already stored is replaced. Returns the ids.
-
-        Raises:
-            TypeError / ValueError: bad texts, mismatched lengths, repeated ids, metadata
-                that is not a JSON-serialisable dict. Nothing is stored then.
-        """
-        texts = check_texts(texts, "texts")
-        ids, metadatas = prepare_batch(len(texts), metadatas, ids)
-        if self.chunk_size is None:
-            encoded = self.model.encode_documents(
-                texts, batch_size, show_progress_bar, as_tensor=True
-            )
-            windows = [[vectors] for vectors in encoded]
-        else:
-            windows = self.model.encode_document_chunks(
-                texts,
-                self.chunk_size,
-                self.chunk_overlap,
-                batch_size,
-                show_progress_bar,
-                as_tensor=True,
-            )
-        self._insert(ids, list(texts), metadatas, windows)
-        return ids
-
-    def add_embeddings(
-        self,
-        embeddings: Sequence[Any],
-        texts: Sequence[str] | None = None,
-        metadatas: Sequence[dict[str, Any]] | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> list[str]:
-        """Store vectors computed elsewhere: per document a [rows, dim] array, or a list
-        of them (windows). Returns the ids; an id already stored is replaced."""
-        windows = check_embeddings(embeddings, self.model.dim)
-        if texts is not None:
-            texts = check_texts(texts, "texts")
-            if len(texts) != len(windows):
-                raise ValueError(f"texts has {len(texts)} items but embeddings has {len(windows)}")
-        ids, metadatas = prepare_batch(len(windows), metadatas, ids)
-        self._insert(
-            ids, list(texts) if texts is not None else [None] * len(ids), metadatas, windows
-        )
-        return ids
-
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id (unknown ids are ignored); returns how many went."""
         unique = list(dict.fromkeys(check_ids(ids)))
@@ -273,47 +208,13 @@ class QdrantStore:
         """Remove every document."""
         self._delete_where(self._models.Filter())
 
-    def search(self, query: str, k: int = 10, *, filter: MetadataFilter | None = None) -> list[Hit]:
-        """The `k` best documents for `query` by MaxSim, best first.
+    def _prepare_filter(self, filter: MetadataFilter | None) -> Any:
+        """Qdrant runs the filter itself: a dict becomes a payload filter; no callables.
 
-        `filter` is a dict (see `maxsim.filters`) that Qdrant applies before scoring.
         A list-valued metadata field matches a value when any element does (Qdrant's
         rule), and range operators compare numbers only.
-
-        Raises:
-            TypeError: `filter` is a callable; Qdrant needs a dict filter.
-            ValueError: an unknown operator, or a condition Qdrant cannot express.
         """
-        return self.search_many([query], k, filter=filter)[0]
-
-    def search_many(
-        self, queries: Sequence[str], k: int = 10, *, filter: MetadataFilter | None = None
-    ) -> list[list[Hit]]:
-        """`search` for several queries at once."""
-        queries = check_texts(queries, "queries")
-        check_positive_int(k, "k")
-        query_filter = to_qdrant_filter(filter)
-        if not queries:
-            return []
-        encoded = self.model.encode_queries(queries, as_tensor=True)
-        return self._search_vectors(encoded, k, query_filter)
-
-    def search_embeddings(
-        self, queries: Sequence[Any], k: int = 10, *, filter: MetadataFilter | None = None
-    ) -> list[list[Hit]]:
-        """`search_many` for query vectors computed elsewhere ([rows, dim] each)."""
-        check_positive_int(k, "k")
-        matrices = as_matrices(queries, "queries")
-        for position, matrix in enumerate(matrices):
-            if matrix.shape[1] != self.model.dim:
-                raise ValueError(
-                    f"queries[{position}] has dim {matrix.shape[1]}; "
-                    f"the store holds dim {self.model.dim}"
-                )
-        query_filter = to_qdrant_filter(filter)
-        if not matrices:
-            return []
-        return self._search_vectors(matrices, k, query_filter)
+        return to_qdrant_filter(filter)
 
     def _insert(
         self,
