@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from maxsim.stores.base import Hit, Record
+from maxsim.stores.base import DocumentStore, Hit, Record
 from maxsim.stores.memory import LateInteractionStore, MemoryUsage
 
-__all__ = ["Hit", "LateInteractionStore", "MemoryUsage", "QdrantStore", "Record"]
+__all__ = [
+    "DocumentStore",
+    "Hit",
+    "LateInteractionStore",
+    "MemoryUsage",
+    "QdrantStore",
+    "Record",
+]
 
 
 def __getattr__(name: str) -> Any:
