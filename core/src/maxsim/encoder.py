@@ -84,7 +84,8 @@ class ColBERT(LateInteractionEncoder):
             dtype: defaults to bfloat16 on CUDA and float32 on CPU.
             query_length / document_length: token limits; default the checkpoint's.
             attn_implementation: "sdpa", "eager" or "flash_attention_2"; defaults to
-                flash-attn's varlen kernel on CUDA when it imports, else SDPA.
+                flash-attn's varlen kernel on CUDA in 16-bit when it imports, else SDPA.
+                The native jina backbone runs SDPA for "eager" (the same math).
             max_batch_tokens: padded tokens per forward pass (memory bound per batch).
 
         Raises:
@@ -105,7 +106,7 @@ class ColBERT(LateInteractionEncoder):
             query_length=query_length,
             document_length=document_length,
             dtype=resolved_dtype,
-            attn_implementation=_attention(attn_implementation, resolved_device),
+            attn_implementation=_attention(attn_implementation, resolved_device, resolved_dtype),
             trust_remote_code=trust_remote_code,
         )
         checkpoint = load_checkpoint(name_or_path, options)
@@ -205,9 +206,11 @@ def _special_tokens_around_content(tokenizer: Any) -> tuple[list[int], list[int]
     raise ValueError("the tokenizer's special tokens could not be located around a text")
 
 
-def _attention(requested: str | None, device: torch.device) -> str:
+def _attention(requested: str | None, device: torch.device, dtype: torch.dtype) -> str:
+    """The attention to run: flash-attn's varlen kernel where it can (CUDA, 16-bit), else SDPA."""
+    half = dtype in (torch.float16, torch.bfloat16)
     if requested is None:
-        use_flash = device.type == "cuda" and flash_attention_available()
+        use_flash = device.type == "cuda" and half and flash_attention_available()
         return "flash_attention_2" if use_flash else "sdpa"
     if requested not in ATTENTION_IMPLEMENTATIONS:
         raise ValueError(
@@ -216,6 +219,11 @@ def _attention(requested: str | None, device: torch.device) -> str:
     if requested == "flash_attention_2" and not flash_attention_available():
         raise ValueError(
             "attn_implementation='flash_attention_2' needs flash-attn: pip install 'maxsim[flash]'"
+        )
+    if requested == "flash_attention_2" and not (device.type == "cuda" and half):
+        raise ValueError(
+            "attn_implementation='flash_attention_2' runs on CUDA in float16 or bfloat16; "
+            "pass device='cuda' and dtype=torch.bfloat16, or attn_implementation='sdpa'"
         )
     return requested
 
