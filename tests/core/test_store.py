@@ -318,6 +318,10 @@ def corrupt(folder: Path, how: str) -> None:
         data = json.loads(manifest.read_text())
         data["records"].pop()
         manifest.write_text(json.dumps(data))
+    elif how == "missing settings":
+        data = json.loads(manifest.read_text())
+        del data["settings"]["dtype"]
+        manifest.write_text(json.dumps(data))
     elif how == "future version":
         data = json.loads(manifest.read_text())
         data["format_version"] = 99
@@ -333,6 +337,7 @@ def corrupt(folder: Path, how: str) -> None:
         ("missing vectors", FileNotFoundError, r"vectors-.*\.safetensors named by .* is missing"),
         ("inconsistent manifest", ValueError, "a window belongs to no stored document"),
         ("future version", ValueError, "format version 99"),
+        ("missing settings", ValueError, r"store\.json lacks settings \['dtype'\]"),
     ],
 )
 def test_corrupt_files_raise_clear_errors(

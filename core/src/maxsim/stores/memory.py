@@ -221,18 +221,27 @@ class LateInteractionStore(DocumentStore):
             chunk_size=settings["chunk_size"],
             chunk_overlap=settings["chunk_overlap"],
         )
-        windows: list[list[torch.Tensor]] = [[] for _ in saved.records]
-        pieces = saved.arrays["vectors"].split(saved.arrays["lengths"].tolist())
-        for owner, piece in zip(saved.arrays["owners"].tolist(), pieces, strict=True):
-            windows[owner].append(piece)
-        records = saved.records
-        store._insert(
-            [r.id for r in records],
-            [r.text for r in records],
-            [r.metadata for r in records],
-            windows,
-        )
+        store._adopt(saved)
         return store
+
+    def _adopt(self, saved: persistence.SavedStore) -> None:
+        """Take a loaded store's arrays as they are: they already form one compact matrix."""
+        arrays = saved.arrays
+        lengths = arrays["lengths"].numpy()
+        with self._lock:
+            self._vectors = arrays["vectors"].to(self.dtype)
+            self._tokens = self._vectors.shape[0]
+            self._segments = len(lengths)
+            self._segment_arrays = {
+                "starts": np.cumsum(lengths) - lengths,
+                "lengths": lengths,
+                "owners": arrays["owners"].numpy(),
+                "chunks": arrays["chunks"].numpy(),
+            }
+            self._records = list(saved.records)
+            self._slots = {record.id: slot for slot, record in enumerate(self._records)}
+            self._alive = np.ones(len(self._records), dtype=bool)
+            self._publish()
 
     def _insert(
         self,

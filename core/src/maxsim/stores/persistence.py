@@ -26,6 +26,7 @@ FORMAT_VERSION = 1
 MANIFEST = "store.json"
 SEGMENT_ARRAYS = ("starts", "lengths", "owners", "chunks")
 SAVED_ARRAYS = ("vectors", "lengths", "owners", "chunks")
+REQUIRED_SETTINGS = ("model", "dim", "dtype", "chunk_size", "chunk_overlap")
 
 
 @dataclass
@@ -104,6 +105,9 @@ def _check_consistent(
     missing = [name for name in SAVED_ARRAYS if name not in arrays]
     if missing:
         raise ValueError(f"{path} lacks arrays {missing}")
+    unset = [name for name in REQUIRED_SETTINGS if name not in settings]
+    if unset:
+        raise ValueError(f"{path.parent / MANIFEST} lacks settings {unset}")
     vectors, lengths, owners = arrays["vectors"], arrays["lengths"], arrays["owners"]
     problems = []
     if vectors.ndim != 2 or vectors.shape[1] != settings.get("dim"):
