@@ -31,4 +31,4 @@ bench: setup
 lint: setup
 	$(PY) -m ruff check core integrations tests benchmarks
 	$(PY) -m ruff format --check core integrations tests benchmarks
-	$(PY) -m mypy core/src
+	$(PY) -m mypy core/src integrations/langchain/src

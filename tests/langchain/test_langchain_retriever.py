@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from langchain_core.documents import Document
 from pydantic import ValidationError
@@ -10,14 +12,33 @@ import maxsim
 from langchain_maxsim import ColBERTRetriever
 from maxsim.testing import FakeColBERT
 
+PASSAGES = {
+    "eiffel": "The Eiffel Tower in Paris is 330 metres tall.",
+    "berlin": "Berlin is the capital of Germany and its largest city.",
+    "bread": "Sourdough bread is baked from flour, water and salt.",
+    "paris": "Paris is the capital of France.",
+    "rhine": "The Rhine flows from the Alps to the North Sea.",
+}
+
+
+@pytest.fixture
+def fake() -> FakeColBERT:
+    return FakeColBERT(dim=16)
+
+
+@pytest.fixture
+def passages() -> dict[str, str]:
+    return dict(PASSAGES)
+
 
 @pytest.fixture
 def store(fake: FakeColBERT, passages: dict[str, str]) -> maxsim.LateInteractionStore:
     store = maxsim.LateInteractionStore(fake)
     store.add(
         list(passages.values()),
-        metadatas=[{"topic": "geo" if key != "bread" else "food", "n": i} for i, key in
-                   enumerate(passages)],
+        metadatas=[
+            {"topic": "geo" if key != "bread" else "food", "n": i} for i, key in enumerate(passages)
+        ],
         ids=list(passages),
     )
     return store
@@ -115,8 +136,9 @@ def test_from_documents_keeps_ids(fake: FakeColBERT) -> None:
 
 def test_chunked_store_returns_the_whole_text(fake: FakeColBERT) -> None:
     long_text = " ".join(f"word{i}" for i in range(40)) + " needle"
-    retriever = ColBERTRetriever.from_texts([long_text, "short text"], fake, chunk_size=10,
-                                            chunk_overlap=2, k=1)
+    retriever = ColBERTRetriever.from_texts(
+        [long_text, "short text"], fake, chunk_size=10, chunk_overlap=2, k=1
+    )
     [document] = retriever.invoke("needle")
     assert document.page_content == long_text
 
@@ -127,11 +149,13 @@ def test_works_on_a_qdrant_store(fake: FakeColBERT, passages: dict[str, str]) ->
 
     client = qdrant_client.QdrantClient(":memory:")
     store = QdrantStore(fake, client, "retriever")
-    store.add(list(passages.values()), metadatas=[{"id": key} for key in passages],
-              ids=list(passages))
+    store.add(
+        list(passages.values()), metadatas=[{"id": key} for key in passages], ids=list(passages)
+    )
     memory = maxsim.LateInteractionStore(fake)
-    memory.add(list(passages.values()), metadatas=[{"id": key} for key in passages],
-               ids=list(passages))
+    memory.add(
+        list(passages.values()), metadatas=[{"id": key} for key in passages], ids=list(passages)
+    )
     on_qdrant = ColBERTRetriever(store=store, k=3).invoke("capital of France")
     in_memory = ColBERTRetriever(store=memory, k=3).invoke("capital of France")
     assert [d.id for d in on_qdrant] == [d.id for d in in_memory]
@@ -150,7 +174,7 @@ def test_constructor_refuses_k_below_one(store: maxsim.LateInteractionStore, k: 
 
 @pytest.mark.parametrize("k", ["3", 2.0, True, None])
 def test_constructor_refuses_k_that_is_not_an_int(
-    store: maxsim.LateInteractionStore, k: object
+    store: maxsim.LateInteractionStore, k: Any
 ) -> None:
     with pytest.raises(ValidationError):
         ColBERTRetriever(store=store, k=k)
@@ -172,6 +196,6 @@ def test_invoke_refuses_bad_k_and_unknown_options(store: maxsim.LateInteractionS
 
 def test_store_must_be_a_maxsim_store() -> None:
     with pytest.raises(ValidationError, match="LateInteractionStore or"):
-        ColBERTRetriever(store={"not": "a store"})
+        ColBERTRetriever(store={"not": "a store"})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="model must be a maxsim encoder"):
         ColBERTRetriever.from_texts(["text"], model=42)  # type: ignore[arg-type]

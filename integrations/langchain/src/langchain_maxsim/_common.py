@@ -1,46 +1,16 @@
-"""What the three LangChain classes share: the store protocol, model loading, conversions."""
+"""What the three LangChain classes share: store and model checks, conversions."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from langchain_core.documents import Document
 
 from maxsim import ColBERT, Hit, LateInteractionEncoder, Record
-from maxsim.filters import MetadataFilter
+from maxsim.stores import DocumentStore
 
 STORE_OPTIONS = ("dtype", "chunk_size", "chunk_overlap")
-
-
-@runtime_checkable
-class MaxSimStore(Protocol):
-    """The methods `LateInteractionStore` and `QdrantStore` share, as used here."""
-
-    model: LateInteractionEncoder
-
-    def add(
-        self,
-        texts: Sequence[str],
-        metadatas: Sequence[dict[str, Any]] | None = None,
-        ids: Sequence[str] | None = None,
-        *,
-        batch_size: int = 32,
-        show_progress_bar: bool | None = None,
-    ) -> list[str]: ...
-
-    def delete(self, ids: Sequence[str]) -> int: ...
-
-    def get(self, ids: Sequence[str]) -> list[Record]: ...
-
-    def search(
-        self, query: str, k: int = 10, *, filter: MetadataFilter | None = None
-    ) -> list[Hit]: ...
-
-    def search_many(
-        self, queries: Sequence[str], k: int = 10, *, filter: MetadataFilter | None = None
-    ) -> list[list[Hit]]: ...
 
 
 def load_model(model: Any, **options: Any) -> LateInteractionEncoder:
@@ -51,7 +21,7 @@ def load_model(model: Any, **options: Any) -> LateInteractionEncoder:
     """
     if isinstance(model, LateInteractionEncoder):
         return model
-    if isinstance(model, str) and model:
+    if isinstance(model, str) and model.strip():
         return ColBERT.from_pretrained(model, **options)
     raise TypeError(
         "model must be a maxsim encoder (maxsim.ColBERT, maxsim.testing.FakeColBERT) or a "
@@ -59,9 +29,9 @@ def load_model(model: Any, **options: Any) -> LateInteractionEncoder:
     )
 
 
-def check_store(store: Any) -> MaxSimStore:
-    """`store` if it offers the store methods, else a TypeError that says what to pass."""
-    if not isinstance(store, MaxSimStore):
+def check_store(store: Any) -> DocumentStore:
+    """`store` if it is a maxsim store, else a TypeError that says what to pass."""
+    if not isinstance(store, DocumentStore):
         raise TypeError(
             "store must be a maxsim.LateInteractionStore or maxsim.stores.QdrantStore, "
             f"got {type(store).__name__}"

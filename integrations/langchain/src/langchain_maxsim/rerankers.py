@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from langchain_maxsim._common import load_model
 from maxsim import LateInteractionEncoder
@@ -67,6 +67,13 @@ class ColBERTReranker(BaseDocumentCompressor):
 
     _encoder: LateInteractionEncoder | None = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, model: LateInteractionEncoder | str) -> LateInteractionEncoder | str:
+        if isinstance(model, str) and not model.strip():
+            raise ValueError("model must be an encoder or a checkpoint name or path, got ''")
+        return model
 
     @property
     def encoder(self) -> LateInteractionEncoder:

@@ -15,7 +15,6 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field, field_validator
 
 from langchain_maxsim._common import (
-    MaxSimStore,
     check_no_options,
     check_store,
     hit_document,
@@ -25,6 +24,7 @@ from langchain_maxsim._common import (
 )
 from maxsim import LateInteractionEncoder, LateInteractionStore
 from maxsim.filters import MetadataFilter
+from maxsim.stores import DocumentStore
 from maxsim.validation import check_positive_int
 
 
@@ -39,7 +39,8 @@ class ColBERTRetriever(BaseRetriever):
     a worker thread, so the event loop keeps running.
 
     Args:
-        store: a `maxsim.LateInteractionStore` or `maxsim.stores.QdrantStore`.
+        store: a `maxsim.LateInteractionStore` or `maxsim.stores.QdrantStore` (any
+            `maxsim.stores.DocumentStore`).
         k: how many documents to return (default 4).
         filter: a metadata filter applied before scoring (default none).
 
@@ -70,7 +71,7 @@ class ColBERTRetriever(BaseRetriever):
         ['a']
     """
 
-    store: MaxSimStore
+    store: DocumentStore
     k: Annotated[int, Field(strict=True, gt=0)] = 4
     filter: MetadataFilter | None = None
 
@@ -78,8 +79,11 @@ class ColBERTRetriever(BaseRetriever):
 
     @field_validator("store", mode="before")
     @classmethod
-    def _check_store(cls, store: Any) -> MaxSimStore:
-        return check_store(store)
+    def _check_store(cls, store: Any) -> DocumentStore:
+        try:
+            return check_store(store)
+        except TypeError as error:  # pydantic reports ValueErrors as ValidationError
+            raise ValueError(str(error)) from None
 
     @classmethod
     def from_texts(

@@ -12,7 +12,6 @@ from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 
 from langchain_maxsim._common import (
-    MaxSimStore,
     check_no_options,
     check_store,
     hit_document,
@@ -21,6 +20,7 @@ from langchain_maxsim._common import (
     record_document,
 )
 from maxsim import Hit, LateInteractionEncoder, LateInteractionStore, scores
+from maxsim.stores import DocumentStore
 from maxsim.validation import check_positive_int
 
 NO_VECTOR_SEARCH = (
@@ -48,7 +48,8 @@ class ColBERTVectorStore(VectorStore):
     Args:
         model: a maxsim encoder, or a checkpoint name or path for
             `maxsim.ColBERT.from_pretrained`; optional when `store` is given.
-        store: an existing `maxsim.LateInteractionStore` or `maxsim.stores.QdrantStore`;
+        store: an existing `maxsim.LateInteractionStore` or `maxsim.stores.QdrantStore`
+            (any `maxsim.stores.DocumentStore`);
             by default a new in-memory `LateInteractionStore` for `model`.
         **store_options: `dtype`, `chunk_size`, `chunk_overlap` for that new store.
 
@@ -82,7 +83,7 @@ class ColBERTVectorStore(VectorStore):
     def __init__(
         self,
         model: LateInteractionEncoder | str | None = None,
-        store: MaxSimStore | None = None,
+        store: DocumentStore | None = None,
         **store_options: Any,
     ) -> None:
         if store is None:
@@ -91,7 +92,7 @@ class ColBERTVectorStore(VectorStore):
                     "ColBERTVectorStore needs model= (a maxsim encoder or a checkpoint name "
                     "or path) or store= (a LateInteractionStore or QdrantStore)"
                 )
-            self.store: MaxSimStore = LateInteractionStore(load_model(model), **store_options)
+            self.store: DocumentStore = LateInteractionStore(load_model(model), **store_options)
         else:
             self.store = check_store(store)
             if store_options:
@@ -132,13 +133,11 @@ class ColBERTVectorStore(VectorStore):
         check_no_options(kwargs, "ColBERTVectorStore.add_texts")
         texts = list(texts)
         if ids is not None:
-            if isinstance(ids, str) or len(ids) != len(texts):
-                raise ValueError(
-                    f"ids must be a list with one id per text ({len(texts)} texts)"
-                    if not isinstance(ids, str)
-                    else "ids must be a list of strings; wrap a single id in a list"
-                )
+            if isinstance(ids, str):
+                raise TypeError("ids must be a list of strings; wrap a single id in a list")
             ids = [value or new_id() for value in ids]
+            if len(ids) != len(texts):
+                raise ValueError(f"ids has {len(ids)} items but there are {len(texts)} texts")
         if metadatas is not None:
             metadatas = [metadata or {} for metadata in metadatas]
         if not texts:
@@ -169,12 +168,12 @@ class ColBERTVectorStore(VectorStore):
                 "ColBERTVectorStore.delete needs a list of ids; call vectorstore.store.clear() "
                 "to remove every document"
             )
-        self.store.delete(list(ids))
+        self.store.delete(ids)
         return True
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Stored Documents for `ids`, in the given order; unknown ids are skipped."""
-        return [record_document(record) for record in self.store.get(list(ids))]
+        return [record_document(record) for record in self.store.get(ids)]
 
     def _hits(self, query: str, k: int, kwargs: dict[str, Any], where: str) -> list[Hit]:
         filter = kwargs.pop("filter", None)
@@ -204,7 +203,9 @@ class ColBERTVectorStore(VectorStore):
     ) -> list[tuple[Document, float]]:
         relevance = self._select_relevance_score_fn()
         hits = self._hits(query, k, kwargs, "similarity_search_with_relevance_scores")
-        return [(hit_document(hit, with_scores=False), relevance(hit.normalized_score)) for hit in hits]
+        return [
+            (hit_document(hit, with_scores=False), relevance(hit.normalized_score)) for hit in hits
+        ]
 
     async def _asimilarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
@@ -283,7 +284,7 @@ class ColBERTVectorStore(VectorStore):
     def from_texts(
         cls,
         texts: list[str],
-        embedding: Embeddings | None = None,
+        embedding: Embeddings | LateInteractionEncoder | None = None,
         metadatas: list[dict[str, Any]] | None = None,
         *,
         ids: list[str] | None = None,
@@ -320,6 +321,48 @@ class ColBERTVectorStore(VectorStore):
         vectorstore = cls(model=model, store=store, **kwargs)
         vectorstore.add_texts(texts, metadatas, ids=ids, batch_size=batch_size)
         return vectorstore
+
+    @classmethod
+    async def afrom_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings | LateInteractionEncoder | None = None,
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> ColBERTVectorStore:
+        """`from_texts` in a worker thread."""
+        return await run_in_executor(
+            None, cls.from_texts, texts, embedding, metadatas, ids=ids, **kwargs
+        )
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: list[Document],
+        embedding: Embeddings | LateInteractionEncoder | None = None,
+        **kwargs: Any,
+    ) -> ColBERTVectorStore:
+        """`from_texts` for Documents: ids from `ids=`, else from `Document.id`."""
+        if "ids" not in kwargs and any(document.id for document in documents):
+            kwargs["ids"] = [document.id for document in documents]
+        return cls.from_texts(
+            [document.page_content for document in documents],
+            embedding,
+            metadatas=[document.metadata for document in documents],
+            **kwargs,
+        )
+
+    @classmethod
+    async def afrom_documents(
+        cls,
+        documents: list[Document],
+        embedding: Embeddings | LateInteractionEncoder | None = None,
+        **kwargs: Any,
+    ) -> ColBERTVectorStore:
+        """`from_documents` in a worker thread."""
+        return await run_in_executor(None, cls.from_documents, documents, embedding, **kwargs)
 
 
 def relevance_from_normalized(score: float) -> float:
