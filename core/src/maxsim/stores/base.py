@@ -32,7 +32,10 @@ class Record:
 @dataclass(frozen=True)
 class Hit:
     """A search result: raw MaxSim `score`, `normalized_score` (score / query rows) and the
-    window of a chunked document that matched (`chunk`, 0 when not chunked)."""
+    window of a chunked document that matched (`chunk`, 0 when not chunked).
+
+    With float16 storage a normalized score can pass 1.0 by about 1e-4 (rounding).
+    """
 
     id: str
     score: float
