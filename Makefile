@@ -32,3 +32,4 @@ lint: setup
 	$(PY) -m ruff check core integrations tests benchmarks
 	$(PY) -m ruff format --check core integrations tests benchmarks
 	$(PY) -m mypy core/src integrations/langchain/src
+	MYPYPATH=integrations/llama-index/src $(PY) -m mypy --explicit-package-bases integrations/llama-index/src

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Union
+from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
 from llama_index.core.callbacks import CBEventType, EventPayload
@@ -11,11 +11,13 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+
 from maxsim import ColBERT, LateInteractionEncoder
 
 dispatcher = get_dispatcher(__name__)
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"
+_LOADING = threading.Lock()  # module level: a lock attribute would stop copy and pickle
 
 
 class ColBERTRerank(BaseNodePostprocessor):
@@ -55,7 +57,7 @@ class ColBERTRerank(BaseNodePostprocessor):
         >>> rerank = ColBERTRerank(model="jinaai/jina-colbert-v2", top_n=3)  # doctest: +SKIP
     """
 
-    model: Union[str, LateInteractionEncoder] = Field(
+    model: str | LateInteractionEncoder = Field(
         default="jinaai/jina-colbert-v2",
         description="Checkpoint name or folder (loaded on first use), or a maxsim encoder.",
     )
@@ -70,7 +72,6 @@ class ColBERTRerank(BaseNodePostprocessor):
     )
 
     _encoder: LateInteractionEncoder | None = PrivateAttr(default=None)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     @field_serializer("model")
     def _serialize_model(self, model: str | LateInteractionEncoder) -> str:
@@ -90,7 +91,7 @@ class ColBERTRerank(BaseNodePostprocessor):
         """The maxsim encoder, loaded on first access when `model` is a name."""
         if isinstance(self.model, LateInteractionEncoder):
             return self.model
-        with self._lock:
+        with _LOADING:
             if self._encoder is None:
                 if not self.model:
                     raise ValueError("model must be a non-empty checkpoint name or folder")
@@ -127,9 +128,7 @@ class ColBERTRerank(BaseNodePostprocessor):
         ) as event:
             scorable = [i for i, text in enumerate(texts) if text.strip()]
             results = (
-                self.encoder.rerank(
-                    query, [texts[i] for i in scorable], batch_size=self.batch_size
-                )
+                self.encoder.rerank(query, [texts[i] for i in scorable], batch_size=self.batch_size)
                 if scorable
                 else []
             )

@@ -12,10 +12,11 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.types import MetadataFilters, VectorStoreQuery
-from maxsim import LateInteractionEncoder
 
 from llama_index.vector_stores.maxsim import ColBERTVectorStore
-from llama_index.vector_stores.maxsim.base import Store, load_model
+from llama_index.vector_stores.maxsim.base import load_model
+from maxsim import LateInteractionEncoder
+from maxsim.stores import DocumentStore
 
 SETTINGS_FILE = "retriever.json"
 
@@ -47,7 +48,8 @@ class ColBERTRetriever(BaseRetriever):
         >>> retriever = ColBERTRetriever.from_defaults(
         ...     nodes=nodes, model=FakeColBERT(), similarity_top_k=1
         ... )
-        >>> [hit.node.metadata["city"] for hit in retriever.retrieve("How tall is the Eiffel Tower?")]
+        >>> hits = retriever.retrieve("How tall is the Eiffel Tower?")
+        >>> [hit.node.metadata["city"] for hit in hits]
         ['Paris']
 
         Save it, with its settings, and load it again (safetensors + JSON, no pickle):
@@ -108,7 +110,7 @@ class ColBERTRetriever(BaseRetriever):
         similarity_top_k: int = 10,
         filters: MetadataFilters | None = None,
         *,
-        store: Store | None = None,
+        store: DocumentStore | None = None,
         batch_size: int = 32,
         model_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,

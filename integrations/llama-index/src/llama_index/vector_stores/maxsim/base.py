@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.schema import BaseNode, MetadataMode, TextNode
@@ -20,45 +20,16 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
-from maxsim import ColBERT, Hit, LateInteractionEncoder, LateInteractionStore, Record
-from maxsim.filters import MetadataFilter as MaxsimFilter
 
 from llama_index.vector_stores.maxsim.filters import as_predicate, combine, to_maxsim_filter
+from maxsim import ColBERT, LateInteractionEncoder, LateInteractionStore, Record
+from maxsim.stores import DocumentStore
 
 logger = logging.getLogger(__name__)
 
 NODE_ID_KEY = "_node_id"
 NODE_CONTENT_KEY = "_node_content"
 REF_DOC_ID_KEY = "ref_doc_id"
-
-
-@runtime_checkable
-class Store(Protocol):
-    """The methods shared by `maxsim.LateInteractionStore` and `maxsim.stores.QdrantStore`."""
-
-    model: LateInteractionEncoder
-
-    def add(
-        self,
-        texts: Sequence[str],
-        metadatas: Sequence[dict[str, Any]] | None = None,
-        ids: Sequence[str] | None = None,
-        *,
-        batch_size: int = 32,
-        show_progress_bar: bool | None = None,
-    ) -> list[str]: ...
-
-    def delete(self, ids: Sequence[str]) -> int: ...
-
-    def get(self, ids: Sequence[str]) -> list[Record]: ...
-
-    def clear(self) -> None: ...
-
-    def search(
-        self, query: str, k: int = 10, *, filter: MaxsimFilter | None = None
-    ) -> list[Hit]: ...
-
-    def __iter__(self) -> Iterator[Record]: ...
 
 
 def load_model(
@@ -120,7 +91,8 @@ class ColBERTVectorStore(BasePydanticVectorStore):
         >>> index = VectorStoreIndex.from_vector_store(
         ...     vector_store, embed_model=MockEmbedding(embed_dim=1)
         ... )
-        >>> [hit.node.node_id for hit in index.as_retriever(similarity_top_k=1).retrieve("blue sky")]
+        >>> retriever = index.as_retriever(similarity_top_k=1)
+        >>> [hit.node.node_id for hit in retriever.retrieve("blue sky")]
         ['sky']
 
         Persist the in-memory store to a folder and load it again:
@@ -128,8 +100,9 @@ class ColBERTVectorStore(BasePydanticVectorStore):
         >>> import tempfile
         >>> folder = tempfile.mkdtemp()
         >>> vector_store.persist(folder)
-        >>> ColBERTVectorStore.from_persist_path(folder, model=FakeColBERT()).client.get(["sky"])[0].text
-        'year: 2021\\n\\nThe sky is blue.'
+        >>> loaded = ColBERTVectorStore.from_persist_path(folder, model=FakeColBERT())
+        >>> [node.get_content() for node in loaded.get_nodes(["sky"])]
+        ['The sky is blue.']
     """
 
     stores_text: bool = True
@@ -137,12 +110,12 @@ class ColBERTVectorStore(BasePydanticVectorStore):
     batch_size: int = Field(default=32, gt=0, description="Documents per encoding batch.")
     model_name: str = Field(default="", description="Name of the maxsim encoder.")
 
-    _store: Store = PrivateAttr()
+    _store: DocumentStore = PrivateAttr()
 
     def __init__(
         self,
         model: str | LateInteractionEncoder | None = None,
-        store: Store | None = None,
+        store: DocumentStore | None = None,
         *,
         batch_size: int = 32,
         model_kwargs: dict[str, Any] | None = None,
@@ -152,7 +125,7 @@ class ColBERTVectorStore(BasePydanticVectorStore):
             if model is None:
                 raise ValueError("ColBERTVectorStore needs a model, or a store to search")
             store = LateInteractionStore(load_model(model, model_kwargs))
-        elif not isinstance(store, Store):
+        elif not isinstance(store, DocumentStore):
             raise TypeError(
                 "store must be a maxsim.LateInteractionStore or maxsim.stores.QdrantStore, "
                 f"got {type(store).__name__}"
@@ -162,7 +135,10 @@ class ColBERTVectorStore(BasePydanticVectorStore):
                 "store was built with another model; leave model out to use the store's "
                 f"({store.model.name!r})"
             )
-        super().__init__(batch_size=batch_size, model_name=store.model.name, **kwargs)
+        # mypy sees the base class's fields only (no pydantic plugin here).
+        super().__init__(  # type: ignore[call-arg]
+            batch_size=batch_size, model_name=store.model.name, **kwargs
+        )
         self._store = store
 
     @classmethod
@@ -170,7 +146,7 @@ class ColBERTVectorStore(BasePydanticVectorStore):
         return "ColBERTVectorStore"
 
     @property
-    def client(self) -> Store:
+    def client(self) -> DocumentStore:
         """The maxsim store underneath (`LateInteractionStore` or `QdrantStore`)."""
         return self._store
 
@@ -209,7 +185,9 @@ class ColBERTVectorStore(BasePydanticVectorStore):
             texts.append(text)
             metadatas.append(metadata)
         if texts:
-            self._store.add(texts, metadatas=metadatas, ids=list(latest), batch_size=self.batch_size)
+            self._store.add(
+                texts, metadatas=metadatas, ids=list(latest), batch_size=self.batch_size
+            )
         return [node.node_id for node in nodes]
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
@@ -365,9 +343,7 @@ class ColBERTVectorStore(BasePydanticVectorStore):
 
     # ----------------------------------------------------------------- helpers
 
-    def _records(
-        self, node_ids: list[str] | None, filters: MetadataFilters | None
-    ) -> list[Record]:
+    def _records(self, node_ids: list[str] | None, filters: MetadataFilters | None) -> list[Record]:
         records: Iterable[Record] = (
             self._store if node_ids is None else self._store.get(list(node_ids))
         )
@@ -391,6 +367,5 @@ def _check_local(fs: Any) -> None:
 
     if not isinstance(fs, LocalFileSystem):
         raise NotImplementedError(
-            "ColBERTVectorStore persists to the local filesystem only, got "
-            f"{type(fs).__name__}"
+            f"ColBERTVectorStore persists to the local filesystem only, got {type(fs).__name__}"
         )

@@ -43,7 +43,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from llama_index.core.vector_stores.types import (
     FilterCondition,
@@ -51,10 +51,11 @@ from llama_index.core.vector_stores.types import (
     MetadataFilter,
     MetadataFilters,
 )
+
 from maxsim.filters import compile_filter
 
 Predicate = Callable[[Mapping[str, Any]], bool]
-MaxsimFilter = Union[dict[str, Any], Predicate]
+MaxsimFilter = dict[str, Any] | Predicate
 Dialect = Literal["memory", "qdrant"]
 
 _EVERYTHING: dict[str, Any] = {}
@@ -135,9 +136,7 @@ def _group(filters: MetadataFilters, negate: bool, dialect: Dialect) -> MaxsimFi
     return _join(operator, parts)
 
 
-def _part(
-    item: MetadataFilter | MetadataFilters, negate: bool, dialect: Dialect
-) -> MaxsimFilter:
+def _part(item: MetadataFilter | MetadataFilters, negate: bool, dialect: Dialect) -> MaxsimFilter:
     if isinstance(item, MetadataFilters):
         return _group(item, negate, dialect)
     return _leaf(item, negate, dialect)
