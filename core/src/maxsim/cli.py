@@ -290,9 +290,10 @@ def _load_model(name: str) -> ColBERT:
     try:
         return ColBERT.from_pretrained(name)
     except (OSError, ValueError) as error:
+        detail = str(error).rstrip(".")
         raise ValueError(
-            f"cannot load model {name!r}: {error}. "
-            "Pass a local checkpoint folder with --model PATH."
+            f"cannot load model {name!r}: {detail}; pass a local checkpoint folder with "
+            "--model PATH"
         ) from error
 
 
@@ -320,9 +321,9 @@ def _open_store(folder: Path, model: ColBERT, chunk_size: int | None) -> LateInt
         return LateInteractionStore(model, chunk_size=chunk_size)
     store = LateInteractionStore.load(folder, model)
     if chunk_size is not None and chunk_size != store.chunk_size:
+        built = f"--chunk-size {store.chunk_size}" if store.chunk_size else "no --chunk-size"
         raise ValueError(
-            f"{folder} was built with chunk size {store.chunk_size}; pass the same "
-            "--chunk-size (or none), or index into a new folder"
+            f"{folder} was built with {built}; pass the same (or none), or index into a new folder"
         )
     return store
 
