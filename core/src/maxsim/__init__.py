@@ -8,7 +8,7 @@ Example:
     >>> maxsim.scores(Q, D)  # doctest: +SKIP
 """
 
-from maxsim.encoder import ColBERT
+from maxsim.encoder import ColBERT, load_encoder
 from maxsim.late_interaction import (
     Explanation,
     LateInteractionEncoder,
@@ -27,6 +27,7 @@ __all__ = [
     "Record",
     "RerankResult",
     "TokenMatch",
+    "load_encoder",
     "scores",
 ]
 __version__ = "0.1.0"

@@ -238,3 +238,21 @@ def _output_dim(checkpoint: Checkpoint, dim: int | None) -> int:
             f"dim must be an integer in 1..{available} for this checkpoint, got {dim!r}"
         )
     return dim
+
+
+def load_encoder(model: str | LateInteractionEncoder, **options: Any) -> LateInteractionEncoder:
+    """`model` itself when it is a maxsim encoder, else `ColBERT.from_pretrained(model, ...)`.
+
+    What the framework adapters accept as `model`: an encoder, or a checkpoint name or path.
+
+    Raises:
+        TypeError: `model` is neither an encoder nor a non-empty string.
+    """
+    if isinstance(model, LateInteractionEncoder):
+        return model
+    if isinstance(model, str) and model.strip():
+        return ColBERT.from_pretrained(model, **options)
+    raise TypeError(
+        "model must be a maxsim encoder (maxsim.ColBERT, maxsim.testing.FakeColBERT) or a "
+        f"checkpoint name or path for maxsim.ColBERT.from_pretrained, got {type(model).__name__}"
+    )

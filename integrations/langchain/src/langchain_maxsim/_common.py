@@ -7,26 +7,10 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from maxsim import ColBERT, Hit, LateInteractionEncoder, Record
+from maxsim import Hit, Record
 from maxsim.stores import DocumentStore
 
 STORE_OPTIONS = ("dtype", "chunk_size", "chunk_overlap")
-
-
-def load_model(model: Any, **options: Any) -> LateInteractionEncoder:
-    """`model` itself when it is a maxsim encoder, else `ColBERT.from_pretrained(model)`.
-
-    Raises:
-        TypeError: `model` is neither an encoder nor a name or path string.
-    """
-    if isinstance(model, LateInteractionEncoder):
-        return model
-    if isinstance(model, str) and model.strip():
-        return ColBERT.from_pretrained(model, **options)
-    raise TypeError(
-        "model must be a maxsim encoder (maxsim.ColBERT, maxsim.testing.FakeColBERT) or a "
-        f"checkpoint name or path for maxsim.ColBERT.from_pretrained, got {type(model).__name__}"
-    )
 
 
 def check_store(store: Any) -> DocumentStore:

@@ -12,8 +12,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from langchain_maxsim._common import load_model
-from maxsim import LateInteractionEncoder
+from maxsim import LateInteractionEncoder, load_encoder
 
 logger = logging.getLogger("langchain_maxsim")
 
@@ -81,7 +80,7 @@ class ColBERTReranker(BaseDocumentCompressor):
         if self._encoder is None:
             with self._lock:
                 if self._encoder is None:
-                    self._encoder = load_model(self.model, **self.model_kwargs)
+                    self._encoder = load_encoder(self.model, **self.model_kwargs)
         return self._encoder
 
     def compress_documents(

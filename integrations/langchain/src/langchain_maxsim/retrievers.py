@@ -18,11 +18,10 @@ from langchain_maxsim._common import (
     check_no_options,
     check_store,
     hit_document,
-    load_model,
     new_id,
     split_store_options,
 )
-from maxsim import LateInteractionEncoder, LateInteractionStore
+from maxsim import LateInteractionEncoder, LateInteractionStore, load_encoder
 from maxsim.filters import MetadataFilter
 from maxsim.stores import DocumentStore
 from maxsim.validation import check_positive_int
@@ -107,7 +106,7 @@ class ColBERTRetriever(BaseRetriever):
         """
         store_options = split_store_options(kwargs)
         batch_size = kwargs.pop("batch_size", 32)
-        store = LateInteractionStore(load_model(model), **store_options)
+        store = LateInteractionStore(load_encoder(model), **store_options)
         store.add(list(texts), metadatas, ids, batch_size=batch_size)
         return cls(store=store, **kwargs)
 

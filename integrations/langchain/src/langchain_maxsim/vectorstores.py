@@ -15,11 +15,10 @@ from langchain_maxsim._common import (
     check_no_options,
     check_store,
     hit_document,
-    load_model,
     new_id,
     record_document,
 )
-from maxsim import Hit, LateInteractionEncoder, LateInteractionStore, scores
+from maxsim import Hit, LateInteractionEncoder, LateInteractionStore, load_encoder, scores
 from maxsim.stores import DocumentStore
 from maxsim.validation import check_positive_int
 
@@ -92,7 +91,7 @@ class ColBERTVectorStore(VectorStore):
                     "ColBERTVectorStore needs model= (a maxsim encoder or a checkpoint name "
                     "or path) or store= (a LateInteractionStore or QdrantStore)"
                 )
-            self.store: DocumentStore = LateInteractionStore(load_model(model), **store_options)
+            self.store: DocumentStore = LateInteractionStore(load_encoder(model), **store_options)
         else:
             self.store = check_store(store)
             if store_options:
@@ -100,7 +99,7 @@ class ColBERTVectorStore(VectorStore):
                     f"store options {sorted(store_options)} apply to a new store only; "
                     "the given store keeps its own"
                 )
-            if model is not None and load_model(model) is not store.model:
+            if model is not None and load_encoder(model) is not store.model:
                 raise ValueError(
                     "model differs from the model of the given store; pass only store= "
                     "(its model encodes queries too)"

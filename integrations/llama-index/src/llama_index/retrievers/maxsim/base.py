@@ -14,8 +14,7 @@ from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.types import MetadataFilters, VectorStoreQuery
 
 from llama_index.vector_stores.maxsim import ColBERTVectorStore
-from llama_index.vector_stores.maxsim.base import load_model
-from maxsim import LateInteractionEncoder
+from maxsim import LateInteractionEncoder, load_encoder
 from maxsim.stores import DocumentStore
 
 SETTINGS_FILE = "retriever.json"
@@ -195,7 +194,7 @@ class ColBERTRetriever(BaseRetriever):
         """
         folder = Path(persist_dir)
         vector_store = ColBERTVectorStore.from_persist_path(
-            str(folder), model=load_model(model, model_kwargs)
+            str(folder), model=load_encoder(model, **(model_kwargs or {}))
         )
         settings_path = folder / SETTINGS_FILE
         settings: dict[str, Any] = {}

@@ -22,7 +22,7 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from llama_index.vector_stores.maxsim.filters import as_predicate, combine, to_maxsim_filter
-from maxsim import ColBERT, LateInteractionEncoder, LateInteractionStore, Record
+from maxsim import LateInteractionEncoder, LateInteractionStore, Record, load_encoder
 from maxsim.stores import DocumentStore
 
 logger = logging.getLogger(__name__)
@@ -30,20 +30,6 @@ logger = logging.getLogger(__name__)
 NODE_ID_KEY = "_node_id"
 NODE_CONTENT_KEY = "_node_content"
 REF_DOC_ID_KEY = "ref_doc_id"
-
-
-def load_model(
-    model: str | LateInteractionEncoder, model_kwargs: dict[str, Any] | None = None
-) -> LateInteractionEncoder:
-    """`model` itself when it is a maxsim encoder, else `maxsim.ColBERT.from_pretrained(model)`."""
-    if isinstance(model, LateInteractionEncoder):
-        return model
-    if not isinstance(model, str) or not model:
-        raise TypeError(
-            "model must be a checkpoint name or folder (str) or a maxsim encoder "
-            f"(maxsim.ColBERT, maxsim.testing.FakeColBERT), got {model!r}"
-        )
-    return ColBERT.from_pretrained(model, **(model_kwargs or {}))
 
 
 class ColBERTVectorStore(BasePydanticVectorStore):
@@ -124,7 +110,7 @@ class ColBERTVectorStore(BasePydanticVectorStore):
         if store is None:
             if model is None:
                 raise ValueError("ColBERTVectorStore needs a model, or a store to search")
-            store = LateInteractionStore(load_model(model, model_kwargs))
+            store = LateInteractionStore(load_encoder(model, **(model_kwargs or {})))
         elif not isinstance(store, DocumentStore):
             raise TypeError(
                 "store must be a maxsim.LateInteractionStore or maxsim.stores.QdrantStore, "
@@ -324,7 +310,9 @@ class ColBERTVectorStore(BasePydanticVectorStore):
     ) -> ColBERTVectorStore:
         """Load a store saved by `persist`; `model` must be the one it was built with."""
         _check_local(fs)
-        store = LateInteractionStore.load(persist_path, model=load_model(model, model_kwargs))
+        store = LateInteractionStore.load(
+            persist_path, model=load_encoder(model, **(model_kwargs or {}))
+        )
         return cls(store=store, **kwargs)
 
     @classmethod
