@@ -364,7 +364,7 @@ def test_bad_inputs_store_nothing(model: FakeColBERT, store: QdrantStore) -> Non
         (
             lambda: store.add_embeddings([np.ones((3, 8))]),
             ValueError,
-            "expected \\[rows >= 1, 16\\]",
+            r"embeddings\[0\]\[0\] has dim 8 but the store's model has dim 16",
         ),
         (
             lambda: store.add_embeddings([np.ones((3, 16))], texts=["a", "b"]),

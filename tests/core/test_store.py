@@ -195,12 +195,12 @@ def test_bad_filters(filter: Any, error: type[Exception], message: str) -> None:
         (
             lambda s: s.add_embeddings([np.ones((2, 8))]),
             ValueError,
-            r"embeddings\[0\] has shape \(2, 8\)",
+            r"embeddings\[0\]\[0\] has dim 8 but the store's model has dim 16",
         ),
         (
             lambda s: s.add_embeddings([np.ones((0, 16))]),
             ValueError,
-            r"embeddings\[0\] has shape \(0, 16\)",
+            r"embeddings\[0\]\[0\] has no rows",
         ),
         (lambda s: s.add_embeddings([np.full((1, 16), np.nan)]), ValueError, "NaN"),
         (

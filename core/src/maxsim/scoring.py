@@ -10,6 +10,7 @@ import torch
 
 QUERY_ROWS_PER_BLOCK = 1024
 DOCUMENTS_PER_BLOCK = 1024
+SEGMENT_BLOCK_ROWS = 4096
 
 Matrices = Sequence[Any]
 
@@ -36,10 +37,10 @@ def scores(queries: Matrices, documents: Matrices, *, normalize: bool = False) -
     """
     query_items = as_matrices(queries, "queries")
     document_items = as_matrices(documents, "documents")
-    dims = {item.shape[1] for item in query_items + document_items}
-    if len(dims) > 1:
-        check_dims(query_items, "queries", query_items[0].shape[1])
-        check_dims(document_items, "documents", query_items[0].shape[1])
+    if query_items and document_items:
+        dim = query_items[0].shape[1]
+        check_dims(query_items, "queries", dim, "the first query")
+        check_dims(document_items, "documents", dim, "the first query")
     result = np.zeros((len(query_items), len(document_items)), dtype=np.float32)
     if not query_items or not document_items:
         return result
@@ -54,8 +55,8 @@ def scores(queries: Matrices, documents: Matrices, *, normalize: bool = False) -
 def _score_block(queries: list[torch.Tensor], documents: list[torch.Tensor]) -> np.ndarray:
     """[documents, queries] MaxSim for a block of queries stacked into one matrix."""
     device = queries[0].device
-    stacked = torch.cat(queries).T.contiguous()
-    row_starts = np.cumsum([0] + [item.shape[0] for item in queries[:-1]])
+    stacked, row_starts = _stack(queries, device)
+    stacked = stacked.T.contiguous()
     result = np.empty((len(documents), len(queries)), dtype=np.float32)
     for start in range(0, len(documents), DOCUMENTS_PER_BLOCK):
         chunk = documents[start : start + DOCUMENTS_PER_BLOCK]
@@ -64,6 +65,12 @@ def _score_block(queries: list[torch.Tensor], documents: list[torch.Tensor]) -> 
             torch.amax(torch.mm(document.to(device), stacked), dim=0, out=best[row])
         result[start : start + len(chunk)] = np.add.reduceat(best.cpu().numpy(), row_starts, axis=1)
     return result
+
+
+def _stack(queries: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+    """Queries' rows in one float32 matrix on `device`, and where each query's rows start."""
+    stacked = torch.cat([query.to(device) for query in queries])
+    return stacked, np.cumsum([0] + [query.shape[0] for query in queries[:-1]])
 
 
 def _query_blocks(row_counts: list[int]) -> list[tuple[int, int]]:
@@ -101,41 +108,36 @@ def as_matrices(items: Any, argument: str) -> list[torch.Tensor]:
             )
         if item.shape[0] == 0:
             raise ValueError(f"{argument}[{position}] has no rows; every item needs at least one")
-        matrices.append(torch.as_tensor(item).float())
+        matrices.append(torch.as_tensor(item).detach().float())
     return matrices
 
 
-def check_dims(items: list[torch.Tensor], argument: str, dim: int) -> None:
-    """Raise ValueError naming the first item whose dim is not `dim`."""
+def check_dims(items: list[torch.Tensor], argument: str, dim: int, reference: str) -> None:
+    """Raise ValueError naming the first item whose dim is not `dim` (that of `reference`)."""
     for position, item in enumerate(items):
         if item.shape[1] != dim:
             raise ValueError(
-                f"{argument}[{position}] has dim {item.shape[1]} but the first query has dim "
+                f"{argument}[{position}] has dim {item.shape[1]} but {reference} has dim "
                 f"{dim}; encode queries and documents with the same model and dim"
             )
 
 
 def segment_scores(
-    queries: list[torch.Tensor],
-    matrix: torch.Tensor,
-    starts: np.ndarray,
-    lengths: np.ndarray,
-    *,
-    block_rows: int = 4096,
+    queries: list[torch.Tensor], matrix: torch.Tensor, starts: np.ndarray, lengths: np.ndarray
 ) -> np.ndarray:
     """MaxSim of each query against row segments of one token matrix: [segments, queries].
 
     Segment i is `matrix[starts[i] : starts[i] + lengths[i]]` (any dtype; computed in
-    float32 a block at a time). Segments that are consecutive in the matrix are scored
-    as one slice; others are gathered block by block, so memory stays bounded.
+    float32 a block of about SEGMENT_BLOCK_ROWS rows at a time). Segments that are
+    consecutive in the matrix are scored as one slice; others are gathered block by
+    block, so memory stays bounded.
     """
-    stacked = torch.cat(queries)
-    row_starts = np.cumsum([0] + [item.shape[0] for item in queries[:-1]])
+    stacked, row_starts = _stack(queries, matrix.device)
     result = np.empty((len(starts), len(queries)), dtype=np.float32)
-    for first, last in _segment_blocks(lengths, block_rows):
+    for first, last in _segment_blocks(lengths, SEGMENT_BLOCK_ROWS):
         block_starts, block_lengths = starts[first:last], lengths[first:last]
         rows = _gather_rows(matrix, block_starts, block_lengths).float()
-        similarities = torch.mm(stacked, rows.T).numpy()
+        similarities = torch.mm(stacked, rows.T).cpu().numpy()
         offsets = np.cumsum(block_lengths) - block_lengths
         best = np.maximum.reduceat(similarities, offsets, axis=1)
         result[first:last] = np.add.reduceat(best, row_starts, axis=0).T

@@ -33,7 +33,6 @@ class JinaXLMRConfig:
     intermediate_size: int
     layer_norm_eps: float
     rotary_emb_base: float
-    pad_token_id: int = 1
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> JinaXLMRConfig:
@@ -48,7 +47,6 @@ class JinaXLMRConfig:
             intermediate_size=int(config["intermediate_size"]),
             layer_norm_eps=float(config.get("layer_norm_eps", 1e-5)),
             rotary_emb_base=float(config["rotary_emb_base"]),
-            pad_token_id=int(config.get("pad_token_id", 1)),
         )
 
     @property
@@ -77,18 +75,22 @@ def flash_attention_available() -> bool:
     return _flash_varlen() is not None
 
 
-class RotaryEmbedding(nn.Module):
-    """Non-interleaved ("rotate half") rotary embedding over the full head dim."""
+class RotaryEmbedding:
+    """Non-interleaved ("rotate half") rotary embedding over the full head dim.
+
+    Not a module on purpose: its frequencies stay float32 whatever dtype the model is
+    cast to (bfloat16 frequencies would drift by about a radian at position 500).
+    """
 
     def __init__(self, head_dim: int, base: float) -> None:
-        super().__init__()
-        exponents = torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim
-        self.inv_freq: torch.Tensor
-        self.register_buffer("inv_freq", 1.0 / base**exponents, persistent=False)
+        self.head_dim = head_dim
+        self.base = base
 
     def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin of shape [tokens, 1, head_dim] in float32 for integer positions."""
-        angles = torch.outer(positions.to(torch.float32), self.inv_freq)
+        steps = torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=positions.device)
+        inv_freq = 1.0 / self.base ** (steps / self.head_dim)
+        angles = torch.outer(positions.to(torch.float32), inv_freq)
         angles = torch.cat((angles, angles), dim=-1).unsqueeze(1)
         return angles.cos(), angles.sin()
 
@@ -171,21 +173,22 @@ class Encoder(nn.Module):
 
 @dataclass
 class PackedBatch:
-    """Sequences laid end to end: token i of sequence s sits at `starts[s] + i`."""
+    """Sequences laid end to end: token i of sequence s sits at `cu_seqlens[s] + i`.
+
+    `flash_varlen` is flash-attn's varlen kernel when the model runs it, else None (SDPA).
+    """
 
     lengths: list[int]
     cu_seqlens: torch.Tensor
     cos: torch.Tensor
     sin: torch.Tensor
-    use_flash: bool
+    flash_varlen: Any | None
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Self-attention within each sequence; inputs and output are [tokens, heads, dim]."""
-        if self.use_flash:
-            flash_varlen = _flash_varlen()
-            assert flash_varlen is not None
+        if self.flash_varlen is not None:
             longest = max(self.lengths)
-            return flash_varlen(q, k, v, self.cu_seqlens, self.cu_seqlens, longest, longest)
+            return self.flash_varlen(q, k, v, self.cu_seqlens, self.cu_seqlens, longest, longest)
         if len(set(self.lengths)) == 1:
             return _sdpa(q, k, v, len(self.lengths))
         pieces = zip(
@@ -251,7 +254,6 @@ class JinaXLMRModel(nn.Module):
                 f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
             )
         model.load_state_dict(own, assign=True, strict=True)
-        model.rotary = RotaryEmbedding(config.head_dim, config.rotary_emb_base)
         return model.eval()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -279,9 +281,6 @@ class JinaXLMRModel(nn.Module):
         starts = torch.repeat_interleave(cu_seqlens[:-1], lengths)
         positions = torch.arange(int(cu_seqlens[-1]), device=device) - starts
         cos, sin = self.rotary.cos_sin(positions)
-        use_flash = (
-            self.attn_implementation == "flash_attention_2"
-            and device.type == "cuda"
-            and flash_attention_available()
-        )
-        return PackedBatch(lengths.tolist(), cu_seqlens, cos, sin, use_flash)
+        use_flash = self.attn_implementation == "flash_attention_2" and device.type == "cuda"
+        flash_varlen = _flash_varlen() if use_flash else None
+        return PackedBatch(lengths.tolist(), cu_seqlens, cos, sin, flash_varlen)

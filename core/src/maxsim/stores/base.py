@@ -14,7 +14,7 @@ import torch
 
 from maxsim.filters import MetadataFilter, compile_filter
 from maxsim.late_interaction import LateInteractionEncoder
-from maxsim.scoring import as_matrices
+from maxsim.scoring import as_matrices, check_dims
 from maxsim.validation import check_positive_int, check_texts
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -101,7 +101,7 @@ def check_metadata(metadata: Any, argument: str) -> dict[str, Any]:
 
 
 def check_embeddings(embeddings: Any, dim: int) -> list[list[torch.Tensor]]:
-    """Each document's windows as float32 tensors: a [rows, dim] array is one window.
+    """Each document's windows as float32 CPU tensors: a [rows, dim] array is one window.
 
     Raises:
         TypeError / ValueError naming the item that is not a finite [rows, dim] array.
@@ -112,27 +112,16 @@ def check_embeddings(embeddings: Any, dim: int) -> list[list[torch.Tensor]]:
         raise TypeError("embeddings must be a list of [rows, dim] arrays, one per document")
     documents = []
     for position, item in enumerate(embeddings):
+        argument = f"embeddings[{position}]"
         windows = [item] if isinstance(item, (np.ndarray, torch.Tensor)) else item
         if not isinstance(windows, Sequence) or not windows:
-            raise TypeError(f"embeddings[{position}] must be a [rows, dim] array or a list of them")
-        documents.append([_check_matrix(w, f"embeddings[{position}]", dim) for w in windows])
+            raise TypeError(f"{argument} must be a [rows, dim] array or a list of them")
+        matrices = [matrix.cpu() for matrix in as_matrices(windows, argument)]
+        check_dims(matrices, argument, dim, "the store's model")
+        if not all(np.isfinite(matrix.numpy()).all() for matrix in matrices):
+            raise ValueError(f"{argument} contains NaN or infinite values")
+        documents.append(matrices)
     return documents
-
-
-def _check_matrix(matrix: Any, argument: str, dim: int) -> torch.Tensor:
-    if isinstance(matrix, torch.Tensor):
-        matrix = matrix.detach().cpu().float().numpy()
-    if not isinstance(matrix, np.ndarray):
-        raise TypeError(f"{argument} must be a numpy array or torch tensor")
-    array = np.asarray(matrix, dtype=np.float32)
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] != dim:
-        raise ValueError(
-            f"{argument} has shape {array.shape}; expected [rows >= 1, {dim}] "
-            "to match the store's model"
-        )
-    if not np.isfinite(array).all():
-        raise ValueError(f"{argument} contains NaN or infinite values")
-    return torch.from_numpy(array)
 
 
 def check_dtype(dtype: Any) -> torch.dtype:
@@ -231,6 +220,12 @@ class DocumentStore(ABC):
                 show_progress_bar,
                 as_tensor=True,
             )
+        for position, document in enumerate(windows):
+            if any(vectors.shape[0] == 0 for vectors in document):
+                raise ValueError(
+                    f"texts[{position}] leaves no token vectors (only punctuation?); "
+                    "pass text with words in it"
+                )
         self._insert(ids, list(texts), metadatas, windows)
         return ids
 
@@ -279,12 +274,7 @@ class DocumentStore(ABC):
         """`search_many` for query vectors computed elsewhere ([rows, dim] each)."""
         check_positive_int(k, "k")
         matrices = as_matrices(queries, "queries")
-        for position, matrix in enumerate(matrices):
-            if matrix.shape[1] != self.model.dim:
-                raise ValueError(
-                    f"queries[{position}] has dim {matrix.shape[1]}; "
-                    f"the store holds dim {self.model.dim}"
-                )
+        check_dims(matrices, "queries", self.model.dim, "the store's model")
         prepared = self._prepare_filter(filter)
         if not matrices:
             return []

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from maxsim.scoring import segment_scores
 from maxsim.stores import persistence
 from maxsim.stores.base import DocumentStore, Hit, Record, check_dtype, check_ids
 
+SEGMENT_ARRAYS = ("starts", "lengths", "owners", "chunks")
 GROWTH = 1.5
 COMPACT_WHEN_DEAD = 0.25
 
@@ -106,9 +108,7 @@ class LateInteractionStore(DocumentStore):
         self._vectors = torch.empty((0, self.model.dim), dtype=self.dtype)
         self._tokens = 0
         self._segments = 0
-        self._segment_arrays = {
-            name: np.empty(0, dtype=np.int64) for name in persistence.SEGMENT_ARRAYS
-        }
+        self._segment_arrays = {name: np.empty(0, dtype=np.int64) for name in SEGMENT_ARRAYS}
         self._alive = np.empty(0, dtype=bool)
         self._records: list[Record] = []
         self._slots: dict[str, int] = {}
@@ -124,18 +124,11 @@ class LateInteractionStore(DocumentStore):
         """Remove documents by id (unknown ids are ignored); returns how many went."""
         ids = check_ids(ids)
         with self._lock:
-            alive = self._alive.copy()
-            removed = 0
-            for value in set(ids):
-                slot = self._slots.pop(value, None)
-                if slot is not None:
-                    alive[slot] = False
-                    self._dead_tokens += self._slot_tokens(slot)
-                    removed += 1
-            self._alive = alive
+            slots = [self._slots.pop(value) for value in set(ids) if value in self._slots]
+            self._retire(slots)
             self._compact_if_worthwhile()
             self._publish()
-        return removed
+        return len(slots)
 
     def get(self, ids: Sequence[str]) -> list[Record]:
         """Stored records for `ids` in the given order; unknown ids are skipped."""
@@ -152,18 +145,21 @@ class LateInteractionStore(DocumentStore):
 
     def memory_usage(self) -> MemoryUsage:
         """Bytes held for vectors and index arrays; `.bytes_per_token` sums them per token."""
-        snapshot = self._snapshot
+        with self._lock:
+            snapshot = self._view()
+            item = self._vectors.element_size()
+            allocated = self._vectors.numel() * item + sum(
+                array.nbytes for array in self._segment_arrays.values()
+            )
         live = snapshot.alive[snapshot.owners]
         tokens = int(snapshot.lengths[live].sum())
-        item = self._vectors.element_size()
-        index_per_segment = sum(array.itemsize for array in self._segment_arrays.values())
+        index_per_segment = len(SEGMENT_ARRAYS) * np.dtype(np.int64).itemsize
         return MemoryUsage(
-            documents=len(self),
+            documents=int(snapshot.alive.sum()),
             tokens=tokens,
             vector_bytes=tokens * self.model.dim * item,
             index_bytes=int(live.sum()) * index_per_segment,
-            allocated_bytes=self._vectors.numel() * item
-            + sum(array.nbytes for array in self._segment_arrays.values()),
+            allocated_bytes=allocated,
         )
 
     def save(self, path: str | Path) -> None:
@@ -257,34 +253,46 @@ class LateInteractionStore(DocumentStore):
             self._publish()
 
     def _append_documents(self, records: list[Record], windows: list[list[torch.Tensor]]) -> None:
-        """Append documents (replacing stored ones with the same id); caller holds the lock."""
+        """Append documents (replacing stored ones with the same id); caller holds the lock.
+
+        The vectors are stacked first, so a failure leaves the store as it was.
+        """
         flat = [vectors for document in windows for vectors in document]
         if not flat:
             return
+        stacked = torch.cat(flat).to(self.dtype)
         lengths = np.array([vectors.shape[0] for vectors in flat], dtype=np.int64)
-        self._reserve(int(lengths.sum()), len(flat), len(records))
+        self._reserve(len(stacked), len(flat), len(records))
+        self._retire([self._slots[r.id] for r in records if r.id in self._slots])
         owners: list[int] = []
-        chunks: list[int] = []
         for record, document in zip(records, windows, strict=True):
-            old = self._slots.get(record.id)
-            if old is not None:
-                self._alive[old] = False
-                self._dead_tokens += self._slot_tokens(old)
             slot = len(self._records)
             self._records.append(record)
             self._slots[record.id] = slot
             self._alive[slot] = True
             owners += [slot] * len(document)
-            chunks += range(len(document))
         first, last = self._segments, self._segments + len(flat)
         arrays = self._segment_arrays
         arrays["starts"][first:last] = self._tokens + np.cumsum(lengths) - lengths
         arrays["lengths"][first:last] = lengths
         arrays["owners"][first:last] = owners
-        arrays["chunks"][first:last] = chunks
-        self._vectors[self._tokens : self._tokens + int(lengths.sum())] = torch.cat(flat)
-        self._tokens += int(lengths.sum())
+        arrays["chunks"][first:last] = [
+            chunk for document in windows for chunk in range(len(document))
+        ]
+        self._vectors[self._tokens : self._tokens + len(stacked)] = stacked
+        self._tokens += len(stacked)
         self._segments = last
+
+    def _retire(self, slots: list[int]) -> None:
+        """Mark slots deleted on a fresh `alive` array (published snapshots keep theirs)."""
+        if not slots:
+            return
+        alive = self._alive.copy()
+        alive[slots] = False
+        self._alive = alive
+        owners = self._segment_arrays["owners"][: self._segments]
+        lengths = self._segment_arrays["lengths"][: self._segments]
+        self._dead_tokens += int(lengths[np.isin(owners, slots)].sum())
 
     def _reserve(self, tokens: int, segments: int, documents: int) -> None:
         """Room for more rows, segments and slots; grown arrays are new objects, so
@@ -305,11 +313,6 @@ class LateInteractionStore(DocumentStore):
         alive = np.zeros(len(self._records) + documents, dtype=bool)
         alive[: len(self._alive)] = self._alive
         self._alive = alive
-
-    def _slot_tokens(self, slot: int) -> int:
-        arrays = self._segment_arrays
-        owned = arrays["owners"][: self._segments] == slot
-        return int(arrays["lengths"][: self._segments][owned].sum())
 
     def _compact_if_worthwhile(self) -> None:
         """Rebuild without deleted documents once they hold a quarter of the rows."""
@@ -341,7 +344,7 @@ class LateInteractionStore(DocumentStore):
         candidates = snapshot.alive.copy()
         if filter is not None:
             for slot in np.flatnonzero(candidates):
-                candidates[slot] = bool(filter(records[slot].metadata))
+                candidates[slot] = bool(filter(MappingProxyType(records[slot].metadata)))
         segments = np.flatnonzero(candidates[snapshot.owners])
         if not len(segments):
             return [[] for _ in queries]

@@ -19,12 +19,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from maxsim.stores.base import Record, check_metadata
+from maxsim.stores.base import DTYPES, Record, check_metadata
 
 FORMAT = "maxsim.LateInteractionStore"
 FORMAT_VERSION = 1
 MANIFEST = "store.json"
-SEGMENT_ARRAYS = ("starts", "lengths", "owners", "chunks")
 SAVED_ARRAYS = ("vectors", "lengths", "owners", "chunks")
 REQUIRED_SETTINGS = ("model", "dim", "dtype", "chunk_size", "chunk_overlap")
 
@@ -39,10 +38,14 @@ class SavedStore:
 def save(
     folder: Path, arrays: dict[str, torch.Tensor], settings: dict[str, Any], records: list[Record]
 ) -> None:
-    """Write a new generation of arrays, then point `store.json` at it."""
+    """Write a new generation of arrays, point `store.json` at it, drop the previous one.
+
+    Only the generation the old manifest named is deleted, so a concurrent save never
+    removes the file another save just wrote.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    generation = uuid.uuid4().hex
-    vectors_name = f"vectors-{generation}.safetensors"
+    previous = _previous_vectors(folder)
+    vectors_name = f"vectors-{uuid.uuid4().hex}.safetensors"
     vectors_path = folder / vectors_name
     save_file({name: tensor.contiguous() for name, tensor in arrays.items()}, str(vectors_path))
     _fsync(vectors_path)
@@ -54,9 +57,18 @@ def save(
         "records": [asdict(record) for record in records],
     }
     _write_atomically(folder / MANIFEST, json.dumps(manifest, ensure_ascii=False))
-    for stale in folder.glob("vectors-*.safetensors"):
-        if stale.name != vectors_name:
-            stale.unlink(missing_ok=True)
+    if previous is not None and previous != vectors_name:
+        (folder / previous).unlink(missing_ok=True)
+
+
+def _previous_vectors(folder: Path) -> str | None:
+    """The arrays file the current manifest names, if it can be read."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        name = manifest["vectors_file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) and name.startswith("vectors-") else None
 
 
 def load(folder: Path) -> SavedStore:
@@ -95,12 +107,12 @@ def load(folder: Path) -> SavedStore:
         settings = manifest["settings"]
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{manifest_path} has malformed records or settings: {error}") from error
-    _check_consistent(vectors_path, arrays, settings, len(records))
+    _check_consistent(vectors_path, arrays, settings, records)
     return SavedStore(settings, arrays, records)
 
 
 def _check_consistent(
-    path: Path, arrays: dict[str, torch.Tensor], settings: dict[str, Any], documents: int
+    path: Path, arrays: dict[str, torch.Tensor], settings: dict[str, Any], records: list[Record]
 ) -> None:
     missing = [name for name in SAVED_ARRAYS if name not in arrays]
     if missing:
@@ -108,8 +120,18 @@ def _check_consistent(
     unset = [name for name in REQUIRED_SETTINGS if name not in settings]
     if unset:
         raise ValueError(f"{path.parent / MANIFEST} lacks settings {unset}")
+    if DTYPES.get(settings["dtype"]) != arrays["vectors"].dtype:
+        raise ValueError(
+            f"{path} holds {arrays['vectors'].dtype} vectors, not {settings['dtype']!r}"
+        )
+    chunk_size, overlap = settings["chunk_size"], settings["chunk_overlap"]
+    if not (chunk_size is None or isinstance(chunk_size, int)) or not isinstance(overlap, int):
+        raise ValueError(f"{path.parent / MANIFEST} has malformed chunk settings")
     vectors, lengths, owners = arrays["vectors"], arrays["lengths"], arrays["owners"]
+    documents = len(records)
     problems = []
+    if len({record.id for record in records}) != documents:
+        problems.append("a document id appears twice")
     if vectors.ndim != 2 or vectors.shape[1] != settings.get("dim"):
         problems.append(f"vectors have shape {tuple(vectors.shape)}, dim {settings.get('dim')}")
     if int(lengths.sum()) != vectors.shape[0] or bool((lengths <= 0).any()):
@@ -125,16 +147,25 @@ def _check_consistent(
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step (temporary file, fsync, rename, fsync folder)."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def _fsync(path: Path) -> None:
