@@ -23,12 +23,13 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from common import machine, markdown_table, matmul_gflops, timed
+from common import MatmulRates, QuietTimer, machine, markdown_table
 from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
@@ -50,8 +51,10 @@ FULL_SIZE = {
     "num_attention_heads": 16,
     "intermediate_size": 4096,
     "vocab_size": 250004,
-    "rotary_emb_base": 10000.0,
 }
+ROTARY_BASE = 10000.0
+LAYERS = FULL_SIZE["num_hidden_layers"]
+HIDDEN = FULL_SIZE["hidden_size"]
 OUTPUT_DIM = 128
 INIT_STD = 0.02
 BASELINE_MAX_LENGTH = 512
@@ -93,7 +96,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=8, help="texts in the warm-up pass")
-    parser.add_argument("--passes", type=int, default=1, help="timed passes (best is kept)")
+    parser.add_argument("--passes", type=int, default=1, help="timed passes (best kept)")
+    parser.add_argument("--attempts", type=int, default=2, help="tries per timed chunk")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     return parser.parse_args()
 
@@ -116,7 +120,8 @@ def write_checkpoint(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name in COPIED_FILES:
         shutil.copy(FIXTURE / name, folder / name)
-    config = json.loads((FIXTURE / "config.json").read_text()) | FULL_SIZE
+    config = json.loads((FIXTURE / "config.json").read_text())
+    config |= FULL_SIZE | {"rotary_emb_base": ROTARY_BASE}
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     save_file(random_weights(JinaXLMRConfig.from_dict(config)), folder / "model.safetensors")
 
@@ -202,20 +207,17 @@ class Baseline:
     """The reference cost shape: eager transformers XLM-R on padded batches, projected."""
 
     def __init__(self, tokenizer: Any, batch_size: int) -> None:
-        config = XLMRobertaConfig(
-            vocab_size=FULL_SIZE["vocab_size"],
-            hidden_size=FULL_SIZE["hidden_size"],
-            num_hidden_layers=FULL_SIZE["num_hidden_layers"],
-            num_attention_heads=FULL_SIZE["num_attention_heads"],
-            intermediate_size=FULL_SIZE["intermediate_size"],
-            max_position_embeddings=BASELINE_MAX_LENGTH + 2,
-            type_vocab_size=1,
-            layer_norm_eps=1e-5,
-            pad_token_id=1,
-            attn_implementation="eager",
-        )
+        settings: dict[str, Any] = {
+            **FULL_SIZE,
+            "max_position_embeddings": BASELINE_MAX_LENGTH + 2,
+            "type_vocab_size": 1,
+            "layer_norm_eps": 1e-5,
+            "pad_token_id": 1,
+            "attn_implementation": "eager",
+        }
+        config = XLMRobertaConfig(**settings)
         self.model = XLMRobertaModel(config, add_pooling_layer=False).float().eval()
-        self.projection = nn.Linear(config.hidden_size, OUTPUT_DIM, bias=False)
+        self.projection = nn.Linear(HIDDEN, OUTPUT_DIM, bias=False)
         self.tokenizer = tokenizer
         self.batch_size = batch_size
 
@@ -258,10 +260,9 @@ def our_workloads(
     parameters = non_embedding_parameters(model._backbone) + non_embedding_parameters(
         model._projection
     )
-    config = model._backbone.config
     document_lengths = [len(ids) for ids in model.tokenize(documents, is_query=False)]
     query_lengths = [len(ids) for ids in model.tokenize(queries, is_query=True)]
-    shape = (2.0 * parameters, config.num_hidden_layers, config.hidden_size)
+    shape = (2.0 * parameters, LAYERS, HIDDEN)
     return [
         Workload(
             "ours: `encode_documents`",
@@ -288,8 +289,7 @@ def baseline_workloads(
     parameters = non_embedding_parameters(baseline.model) + non_embedding_parameters(
         baseline.projection
     )
-    config = baseline.model.config
-    shape = (2.0 * parameters, config.num_hidden_layers, config.hidden_size)
+    shape = (2.0 * parameters, LAYERS, HIDDEN)
     workloads = []
     for name, texts, is_query in (
         ("baseline: padded eager XLM-R, documents", documents, False),
@@ -304,16 +304,32 @@ def baseline_workloads(
     return workloads
 
 
-def time_workloads(workloads: list[Workload], warmup: int, passes: int) -> list[float]:
-    """Warm each workload up on its first `warmup` texts, then the best of `passes` full
-    passes, taking turns so that drift in the machine's speed hits every one alike."""
+def time_workloads(
+    workloads: list[Workload], chunk: int, warmup: int, passes: int, timer: QuietTimer
+) -> tuple[list[float], MatmulRates]:
+    """Seconds per workload. Workload i (ours) and i + half (the baseline) encode the same
+    texts; they take turns on each chunk of `chunk` texts (one baseline batch), so that
+    drift in the machine's speed hits both alike, and each chunk keeps its best of
+    `passes`. Each workload is first warmed up on `warmup` texts. The matmul rate is
+    sampled before and after each chunk."""
+    rates = MatmulRates(timer)
+    rates.sample()
     for workload in workloads:
         workload.run(workload.texts[:warmup])
-    best = [float("inf")] * len(workloads)
-    for _ in range(passes):
-        for index, workload in enumerate(workloads):
-            best[index] = min(best[index], timed(lambda w=workload: w.run(w.texts))[0])
-    return best
+    half = len(workloads) // 2
+    seconds = [0.0] * len(workloads)
+    for index in range(half):
+        pair = (workloads[index], workloads[index + half])
+        for number, start in enumerate(range(0, len(pair[0].texts), chunk)):
+            best = [float("inf"), float("inf")]
+            for attempt in range(passes):
+                for side in (0, 1) if (number + attempt) % 2 == 0 else (1, 0):
+                    texts = pair[side].texts[start : start + chunk]
+                    best[side] = min(best[side], timer.time(partial(pair[side].run, texts)))
+            seconds[index] += best[0]
+            seconds[index + half] += best[1]
+            rates.sample()
+    return seconds, rates
 
 
 def report(workloads: list[Workload], seconds: list[float], peak_gflops: float) -> str:
@@ -364,22 +380,21 @@ def main() -> None:
     workloads = our_workloads(model, documents, queries, args.batch_size) + baseline_workloads(
         baseline, documents, queries
     )
-    before = matmul_gflops()
-    seconds = time_workloads(workloads, args.warmup, args.passes)
-    after = matmul_gflops()
+    timer = QuietTimer(attempts=args.attempts)
+    seconds, rates = time_workloads(workloads, args.batch_size, args.warmup, args.passes, timer)
     lengths = workloads[0].computed
     print(
         f"Full-size jina-colbert-v2 (random weights), float32 CPU, batch size {args.batch_size}; "
         f"{len(documents)} XQuAD-R documents of {min(lengths)}-{max(lengths)} tokens, "
-        f"{len(queries)} queries; warm-up on {args.warmup} texts, best of {args.passes} "
-        "timed pass(es).\n"
+        f"{len(queries)} queries; warm-up on {args.warmup} texts, then ours and the baseline "
+        f"take turns on each chunk of {args.batch_size} texts, best of {args.passes} "
+        "pass(es) per chunk.\n"
     )
-    print(report(workloads, seconds, max(before, after)))
+    print(report(workloads, seconds, rates.best))
     print(
         f"\nFLOPs per sequence of L tokens: L x 2 x non-embedding params + 4 L^2 hidden per "
-        f"layer, over the tokens each model computes (padding included for the baseline). "
-        f"Float32 matmul rate (4096x4096 torch.mm, median of 3): {before:.1f} GFLOP/s before "
-        f"the runs, {after:.1f} after; the percentages use the higher.\n{machine()}"
+        "layer, over the tokens each model computes (padding included for the baseline). "
+        f"{rates.summary()} {timer.summary()}\n{machine()}"
     )
 
 

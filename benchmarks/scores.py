@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import MatmulRates, machine, markdown_table, peak_extra_mib, timed
+from common import MatmulRates, QuietTimer, machine, markdown_table, peak_extra_mib
 from torch.nn.utils.rnn import pad_sequence
 
 import maxsim
@@ -59,6 +59,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--min-rows", type=int, default=50)
     parser.add_argument("--max-rows", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per variant")
+    parser.add_argument("--attempts", type=int, default=3, help="tries per timed call")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     return parser.parse_args()
@@ -111,7 +112,9 @@ class Variant:
     flops: float
 
 
-def measure(variants: list[Variant], repeats: int, rates: MatmulRates) -> list[Result]:
+def measure(
+    variants: list[Variant], repeats: int, timer: QuietTimer, rates: MatmulRates
+) -> list[Result]:
     """Warm each variant up, time `repeats` rounds taking turns (so drift in the machine's
     speed hits every variant alike) with the matmul rate sampled between rounds, then
     call each once more for its peak memory."""
@@ -121,7 +124,7 @@ def measure(variants: list[Variant], repeats: int, rates: MatmulRates) -> list[R
     times: list[list[float]] = [[] for _ in variants]
     for _ in range(repeats):
         for variant, seconds in zip(variants, times, strict=True):
-            seconds.append(timed(variant.call)[0])
+            seconds.append(timer.time(variant.call))
         rates.sample()
     return [
         Result(variant.name, seconds, variant.flops, peak_extra_mib(variant.call))
@@ -166,7 +169,8 @@ def main() -> None:
     padded_rows = padded.documents.shape[0] * padded.documents.shape[1]
     query_tensor = torch.from_numpy(query)
     difference = float(np.abs(ours(query, documents) - einsum_scores(query_tensor, padded)).max())
-    rates = MatmulRates()
+    timer = QuietTimer(attempts=args.attempts)
+    rates = MatmulRates(timer)
     results = measure(
         [
             Variant(
@@ -186,6 +190,7 @@ def main() -> None:
             ),
         ],
         args.repeats,
+        timer,
         rates,
     )
     print(
@@ -195,7 +200,10 @@ def main() -> None:
         "interleaved runs.\n"
     )
     print(report(results, rates.best))
-    print(f"\nmax |ours - baseline| = {difference:.2e}. {rates.summary()}\n{machine()}")
+    print(
+        f"\nmax |ours - baseline| = {difference:.2e}. {rates.summary()} {timer.summary()}\n"
+        f"{machine()}"
+    )
 
 
 if __name__ == "__main__":
