@@ -113,9 +113,10 @@ def test_bad_rerank_and_explain_arguments(tiny_model: maxsim.ColBERT) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"dim": 0}, ValueError, r"dim must be an integer in 1\.\.128"),
+        ({"dim": 0}, ValueError, "dim must be at least 1"),
         ({"dim": 129}, ValueError, r"dim must be an integer in 1\.\.128"),
-        ({"dim": 64.0}, ValueError, "dim must be an integer"),
+        ({"dim": 64.0}, TypeError, "dim must be an integer"),
+        ({"dtype": "int8"}, ValueError, "dtype must be one of float32, float16, bfloat16"),
         ({"query_length": 2}, ValueError, "query_length must be at least 4"),
         ({"document_length": "long"}, TypeError, "document_length must be an integer"),
         ({"attn_implementation": "fast"}, ValueError, "attn_implementation must be one of"),
@@ -188,7 +189,8 @@ def test_document_chunks_cover_a_long_document(
     [
         ({"chunk_size": 9000}, "exceeds document_length=8192"),
         ({"chunk_size": 16, "chunk_overlap": 13}, r"chunk_overlap must be in 0\.\.12"),
-        ({"chunk_size": 16, "chunk_overlap": -1}, "chunk_overlap must be in"),
+        ({"chunk_size": 16, "chunk_overlap": -1}, "chunk_overlap must be at least 0"),
+        ({"chunk_size": 4}, "leaves no room for text"),
         ({"chunk_size": 0}, "chunk_size must be at least 1"),
     ],
 )

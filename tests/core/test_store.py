@@ -159,6 +159,7 @@ def test_filters_select_before_scoring(filter: Any) -> None:
         ({"color": {"$in": "red"}}, ValueError, r"\$in takes a list"),
         ({"$or": {"color": "red"}}, ValueError, r"\$or takes a list"),
         (["color"], TypeError, "filter must be a dict or a callable"),
+        ({1: "red"}, TypeError, "filter keys must be strings"),
     ],
 )
 def test_bad_filters(filter: Any, error: type[Exception], message: str) -> None:
@@ -191,7 +192,8 @@ def test_bad_filters(filter: Any, error: type[Exception], message: str) -> None:
         ),
         (lambda s: s.add(["a", None]), TypeError, r"texts\[1\] must be a string"),
         (lambda s: s.add([""]), ValueError, r"texts\[0\] is empty"),
-        (lambda s: s.add(["a"], ids=[3]), TypeError, r"ids\[0\] must be a non-empty string"),
+        (lambda s: s.add(["a"], ids=[3]), TypeError, r"ids\[0\] must be a string"),
+        (lambda s: s.add(["a"], ids=[""]), ValueError, r"ids\[0\] is empty"),
         (
             lambda s: s.add_embeddings([np.ones((2, 8))]),
             ValueError,
@@ -229,6 +231,10 @@ def test_bad_constructor_arguments() -> None:
         maxsim.LateInteractionStore(MODEL, dtype="int8")
     with pytest.raises(ValueError, match="chunk_size must be at least 1"):
         maxsim.LateInteractionStore(MODEL, chunk_size=0)
+    with pytest.raises(ValueError, match=r"chunk_overlap must be in 0\.\.15 for chunk_size=16"):
+        maxsim.LateInteractionStore(MODEL, chunk_size=16)
+    with pytest.raises(ValueError, match="chunk_size=600 exceeds document_length=512"):
+        maxsim.LateInteractionStore(MODEL, chunk_size=600)
 
 
 def test_add_embeddings_and_search_embeddings() -> None:

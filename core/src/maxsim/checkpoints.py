@@ -14,7 +14,6 @@ Four layouts are supported:
 from __future__ import annotations
 
 import json
-import logging
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,6 @@ from maxsim.models.jina_xlmr import JinaXLMRConfig, JinaXLMRModel, is_jina_xlmr_
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
-
-logger = logging.getLogger("maxsim")
 
 SUPPORTED_LAYOUTS = (
     "jina-colbert-v2 (config.json with HF_ColBERT + rotary XLM-RoBERTa, model.safetensors)",
@@ -177,7 +174,7 @@ def load_checkpoint(name_or_path: str, options: LoadOptions) -> Checkpoint:
     folder = resolve_folder(name_or_path)
     config = _read_json(folder / "config.json") if (folder / "config.json").exists() else None
     modules_file = folder / "modules.json"
-    if config is not None and "HF_ColBERT" in config.get("architectures", []):
+    if config is not None and "HF_ColBERT" in (config.get("architectures") or []):
         loader = _load_stanford
     elif modules_file.exists() and _pylate_dense_folders(folder):
         loader = _load_pylate
@@ -306,7 +303,10 @@ def _load_weights(folder: Path) -> dict[str, torch.Tensor]:
             raise ValueError(f"cannot read {path}: {error}") from error
     legacy = folder / "pytorch_model.bin"
     if legacy.exists():
-        return torch.load(legacy, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(legacy, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ValueError(f"cannot read {legacy}: {error}") from error
     raise FileNotFoundError(f"{folder} has no model.safetensors (or pytorch_model.bin)")
 
 

@@ -155,7 +155,9 @@ def _add_index(commands: Any) -> None:
     )
     index.add_argument("--store", required=True, metavar="DIR", help="the store folder")
     index.add_argument(
-        "--chunk-size", type=_positive_int, help="store long documents as windows of N tokens"
+        "--chunk-size",
+        type=_positive_int,
+        help="store long documents as windows of N tokens (overlap: N/4, at most 64)",
     )
     index.add_argument("--batch-size", type=_positive_int, default=32, help="texts per batch")
 
@@ -318,7 +320,8 @@ def _saved_store(folder: Path) -> Path:
 def _open_store(folder: Path, model: ColBERT, chunk_size: int | None) -> LateInteractionStore:
     """The store saved in `folder`, or a new one when there is none yet."""
     if not (folder / MANIFEST).exists():
-        return LateInteractionStore(model, chunk_size=chunk_size)
+        overlap = min(64, chunk_size // 4) if chunk_size else 64
+        return LateInteractionStore(model, chunk_size=chunk_size, chunk_overlap=overlap)
     store = LateInteractionStore.load(folder, model)
     if chunk_size is not None and chunk_size != store.chunk_size:
         built = f"--chunk-size {store.chunk_size}" if store.chunk_size else "no --chunk-size"

@@ -67,7 +67,7 @@ class ColBERT(LateInteractionEncoder):
         *,
         dim: int | None = None,
         device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         query_length: int | None = None,
         document_length: int | None = None,
         attn_implementation: str | None = None,
@@ -99,9 +99,10 @@ class ColBERT(LateInteractionEncoder):
             if value is not None:
                 check_positive_int(value, argument, minimum=4)
         resolved_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        resolved_dtype = dtype or (
-            torch.bfloat16 if resolved_device.type == "cuda" else torch.float32
-        )
+        resolved_dtype = _model_dtype(dtype, resolved_device)
+        check_positive_int(max_batch_tokens, "max_batch_tokens")
+        if dim is not None:
+            check_positive_int(dim, "dim")
         options = LoadOptions(
             query_length=query_length,
             document_length=document_length,
@@ -204,6 +205,22 @@ def _special_tokens_around_content(tokenizer: Any) -> tuple[list[int], list[int]
         if framed[start : start + len(content)] == content:
             return framed[:start], framed[start + len(content) :]
     raise ValueError("the tokenizer's special tokens could not be located around a text")
+
+
+MODEL_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _model_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
+    """`dtype` as a torch float type; None is bfloat16 on CUDA and float32 elsewhere."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype in MODEL_DTYPES.values():
+        return dtype  # type: ignore[return-value]
+    if isinstance(dtype, str) and dtype in MODEL_DTYPES:
+        return MODEL_DTYPES[dtype]
+    raise ValueError(
+        f"dtype must be one of {', '.join(MODEL_DTYPES)} (or torch dtypes), got {dtype!r}"
+    )
 
 
 def _attention(requested: str | None, device: torch.device, dtype: torch.dtype) -> str:

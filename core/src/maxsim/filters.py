@@ -57,6 +57,8 @@ def _compile_mapping(filter: Mapping[str, Any]) -> Predicate:
 
 
 def _compile_entry(key: str, condition: Any) -> Predicate:
+    if not isinstance(key, str):
+        raise TypeError(f"filter keys must be strings (field names or operators), got {key!r}")
     if key in ("$and", "$or"):
         if not isinstance(condition, list) or not all(isinstance(c, Mapping) for c in condition):
             raise ValueError(f"filter: {key} takes a list of filters, got {condition!r}")
@@ -78,6 +80,8 @@ def _compile_comparison(key: str, operator: str, target: Any) -> Predicate:
         )
     if operator in ("$in", "$nin") and not isinstance(target, (list, tuple, set, frozenset)):
         raise ValueError(f"filter on {key!r}: {operator} takes a list, got {target!r}")
+    if operator in ("$in", "$nin"):
+        target = list(target)
     compare = COMPARISONS[operator]
     return lambda metadata: compare(metadata.get(key, _MISSING), target)
 

@@ -169,20 +169,7 @@ class LateInteractionEncoder(ABC):
                 content beyond `chunk_overlap`.
         """
         texts = check_texts(texts, "texts")
-        check_positive_int(chunk_size, "chunk_size")
-        if chunk_size > self.document_length:
-            raise ValueError(
-                f"chunk_size={chunk_size} exceeds document_length={self.document_length}; "
-                "pass a smaller chunk_size"
-            )
-        window = chunk_size - self._frame_overhead(False)
-        if isinstance(chunk_overlap, bool) or not isinstance(chunk_overlap, int):
-            raise TypeError(f"chunk_overlap must be an integer, got {type(chunk_overlap).__name__}")
-        if not 0 <= chunk_overlap < window:
-            raise ValueError(
-                f"chunk_overlap must be in 0..{window - 1} for chunk_size={chunk_size}, "
-                f"got {chunk_overlap}"
-            )
+        window = self.check_chunking(chunk_size, chunk_overlap)
         windows: list[list[int]] = []
         owners: list[int] = []
         for owner, content in enumerate(self._content_ids([text.strip() for text in texts])):
@@ -190,11 +177,39 @@ class LateInteractionEncoder(ABC):
                 windows.append(self._frame(content[start : start + window], False))
                 owners.append(owner)
         check_positive_int(batch_size, "batch_size")
-        encoded = self._embed(windows, False, batch_size, show_progress_bar) if texts else []
+        encoded = self._embed(windows, False, batch_size, show_progress_bar)
         chunks: list[list[Any]] = [[] for _ in texts]
         for owner, item in zip(owners, encoded, strict=True):
             chunks[owner].append(item.embeddings)
         return [_output(parts, as_tensor) for parts in chunks]
+
+    def check_chunking(self, chunk_size: int, chunk_overlap: int) -> int:
+        """Content tokens per window for these settings, or an error naming the argument.
+
+        Raises:
+            TypeError: a setting is not an integer.
+            ValueError: `chunk_size` exceeds `document_length` or leaves no room for
+                content, or `chunk_overlap` is negative or fills the whole window.
+        """
+        check_positive_int(chunk_size, "chunk_size")
+        check_positive_int(chunk_overlap, "chunk_overlap", minimum=0)
+        if chunk_size > self.document_length:
+            raise ValueError(
+                f"chunk_size={chunk_size} exceeds document_length={self.document_length}; "
+                "pass a smaller chunk_size"
+            )
+        window = chunk_size - self._frame_overhead(False)
+        if window < 2:
+            raise ValueError(
+                f"chunk_size={chunk_size} leaves no room for text after the model's "
+                f"{self._frame_overhead(False)} special tokens; pass a larger chunk_size"
+            )
+        if chunk_overlap >= window:
+            raise ValueError(
+                f"chunk_overlap must be in 0..{window - 1} for chunk_size={chunk_size}, "
+                f"got {chunk_overlap}"
+            )
+        return window
 
     def rerank(
         self,

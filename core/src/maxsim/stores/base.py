@@ -50,8 +50,10 @@ def check_ids(ids: Any, argument: str = "ids") -> list[str]:
     if isinstance(ids, str) or not isinstance(ids, Sequence):
         raise TypeError(f"{argument} must be a list of strings; wrap a single id in a list")
     for position, value in enumerate(ids):
-        if not isinstance(value, str) or not value:
-            raise TypeError(f"{argument}[{position}] must be a non-empty string, got {value!r}")
+        if not isinstance(value, str):
+            raise TypeError(f"{argument}[{position}] must be a string, got {value!r}")
+        if not value:
+            raise ValueError(f"{argument}[{position}] is empty; ids must be non-empty strings")
     return list(ids)
 
 
@@ -148,7 +150,7 @@ class DocumentStore(ABC):
                 f"got {type(model).__name__}"
             )
         if chunk_size is not None:
-            check_positive_int(chunk_size, "chunk_size")
+            model.check_chunking(chunk_size, chunk_overlap)
         self.model = model
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
