@@ -36,3 +36,28 @@ def minilm_path() -> Path:
 @pytest.fixture(scope="session")
 def minilm(minilm_path: Path) -> maxsim.ColBERT:
     return maxsim.ColBERT.from_pretrained(str(minilm_path))
+
+
+STORE_KINDS = ["memory", "qdrant"]
+
+
+@pytest.fixture(params=STORE_KINDS)
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A function making an empty store of each kind for an encoder: every adapter and
+    interface test that takes this runs once per store class. Qdrant runs embedded on a
+    local folder, so its stores can be saved and reopened."""
+    clients: list[Any] = []
+
+    def make(model: maxsim.LateInteractionEncoder, **options: Any) -> Any:
+        if request.param == "memory":
+            return maxsim.LateInteractionStore(model, **options)
+        from qdrant_client import QdrantClient
+
+        from maxsim.stores import QdrantStore
+
+        clients.append(QdrantClient(path=str(tmp_path / f"qdrant-{len(clients)}")))
+        return QdrantStore(model, clients[-1], "documents", **options)
+
+    yield make
+    for client in clients:
+        client.close()

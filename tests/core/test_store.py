@@ -373,7 +373,7 @@ def test_interrupted_save_leaves_the_previous_store(
     def crash(path: Path, text: str) -> None:
         raise KeyboardInterrupt("power cut before the manifest was replaced")
 
-    monkeypatch.setattr(persistence, "_write_atomically", crash)
+    monkeypatch.setattr(persistence, "write_atomically", crash)
     with pytest.raises(KeyboardInterrupt):
         store.save(tmp_path)
     monkeypatch.undo()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from langchain_core.documents import Document
@@ -117,6 +119,36 @@ def test_mmr_trades_relevance_for_diversity(duplicates: ColBERTVectorStore) -> N
     assert diverse[0].id == "pie1"
     assert diverse[1].id == "crumble"  # the exact duplicate pie2 is the least useful
     assert diverse[0].metadata == {}
+
+
+class CountingColBERT(FakeColBERT):
+    """FakeColBERT that counts the documents it encodes."""
+
+    encoded = 0
+
+    def encode_documents(self, texts: Any, *args: Any, **kwargs: Any) -> Any:
+        self.encoded += len(texts)
+        return super().encode_documents(texts, *args, **kwargs)
+
+    def encode_document_chunks(self, texts: Any, *args: Any, **kwargs: Any) -> Any:
+        self.encoded += len(texts)
+        return super().encode_document_chunks(texts, *args, **kwargs)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 4])
+def test_mmr_reads_stored_vectors_instead_of_encoding(
+    make_store: Any, chunk_size: int | None
+) -> None:
+    model = CountingColBERT()
+    store = make_store(model, chunk_size=chunk_size, chunk_overlap=1)
+    vectorstore = ColBERTVectorStore(store=store)
+    vectorstore.add_texts(
+        ["red apple pie with cream"] * 2 + ["green pear crumble"], ids=list("abc")
+    )
+    before = model.encoded
+    diverse = vectorstore.max_marginal_relevance_search("red apple pie", k=2, lambda_mult=0.3)
+    assert model.encoded == before
+    assert {document.id for document in diverse} in ({"a", "c"}, {"b", "c"})
 
 
 def test_mmr_fetch_k_below_k_still_returns_k(duplicates: ColBERTVectorStore) -> None:
@@ -239,9 +271,9 @@ def test_delete_and_get_by_ids(vectorstore: ColBERTVectorStore) -> None:
         "rhine",
         "berlin",
     ]
-    with pytest.raises(ValueError, match="needs a list of ids"):
-        vectorstore.delete()
     assert len(vectorstore.store) == 4
+    assert vectorstore.delete() is True  # ids=None: every document, as LangChain defines it
+    assert len(vectorstore.store) == 0
 
 
 def test_vector_searches_are_not_supported(vectorstore: ColBERTVectorStore) -> None:
@@ -287,7 +319,7 @@ def test_constructor_checks_store_and_model(fake: FakeColBERT) -> None:
         ColBERTVectorStore(model=FakeColBERT(), store=store)
     with pytest.raises(TypeError, match="apply to a new store only"):
         ColBERTVectorStore(store=store, chunk_size=64)
-    with pytest.raises(TypeError, match="LateInteractionStore or"):
+    with pytest.raises(TypeError, match="must be a maxsim store"):
         ColBERTVectorStore(store=[])  # type: ignore[arg-type]
 
 

@@ -1,5 +1,5 @@
-"""langchain-tests' standard suites: the vector store (in memory and on Qdrant's local
-mode, sync and async) and the retriever, all on FakeColBERT."""
+"""langchain-tests' standard suites: the vector store (sync and async) and the retriever,
+each on every kind of maxsim store (the `make_store` fixture), all on FakeColBERT."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from langchain_tests.integration_tests import (
 )
 
 from langchain_maxsim import ColBERTRetriever, ColBERTVectorStore
-from maxsim import LateInteractionStore
 from maxsim.testing import FakeColBERT
 
 # The repository runs pytest-asyncio in strict mode, and the standard suites' async tests
@@ -25,20 +24,21 @@ from maxsim.testing import FakeColBERT
 ASYNC_SUITE = [
     pytest.mark.asyncio,
     pytest.mark.filterwarnings(
-        "ignore:The test <Function [a-z_]+> is marked with '@pytest.mark.asyncio' "
+        "ignore:The test <Function [a-z_]+(\\[[a-z]+\\])?> is marked with '@pytest.mark.asyncio' "
         "but it is not an async function:pytest.PytestWarning"
     ),
 ]
 
 
 class TestColBERTVectorStore(VectorStoreIntegrationTests):
-    """The sync tests and the `*_async` tests both run (has_sync and has_async are True)."""
+    """The suite once per kind of maxsim store underneath (`make_store`); the sync
+    tests and the `*_async` tests both run (has_sync and has_async are True)."""
 
     pytestmark = ASYNC_SUITE
 
     @pytest.fixture
-    def vectorstore(self) -> Generator[VectorStore, None, None]:
-        store = ColBERTVectorStore(model=FakeColBERT())
+    def vectorstore(self, make_store: Any) -> Generator[VectorStore, None, None]:
+        store = ColBERTVectorStore(store=make_store(FakeColBERT()))
         try:
             yield store
         finally:
@@ -53,37 +53,15 @@ class TestColBERTVectorStore(VectorStoreIntegrationTests):
         return True
 
 
-class TestColBERTVectorStoreOnQdrant(VectorStoreIntegrationTests):
-    """The same suite with a `QdrantStore` (local in-memory mode) underneath."""
-
-    pytestmark = ASYNC_SUITE
-
-    @pytest.fixture
-    def vectorstore(self) -> Generator[VectorStore, None, None]:
-        qdrant_client = pytest.importorskip("qdrant_client")
-        try:
-            from maxsim.stores import QdrantStore
-        except ImportError:  # pragma: no cover - the Qdrant store is optional
-            pytest.skip("maxsim.stores.QdrantStore is not available")
-        client = qdrant_client.QdrantClient(":memory:")
-        store = ColBERTVectorStore(store=QdrantStore(FakeColBERT(), client, "standard"))
-        try:
-            yield store
-        finally:
-            client.close()
-
-
 class TestColBERTRetriever(RetrieversIntegrationTests):
+    """The retriever suite once per kind of maxsim store underneath."""
+
     pytestmark = ASYNC_SUITE
 
-    @property
-    def retriever_constructor(self) -> type[BaseRetriever]:
-        return ColBERTRetriever
-
-    @property
-    def retriever_constructor_params(self) -> dict[str, Any]:
-        store = LateInteractionStore(FakeColBERT())
-        store.add(
+    @pytest.fixture(autouse=True)
+    def _store(self, make_store: Any) -> None:
+        self.store = make_store(FakeColBERT())
+        self.store.add(
             [
                 "Berlin is the capital of Germany.",
                 "Paris is the capital of France.",
@@ -92,7 +70,14 @@ class TestColBERTRetriever(RetrieversIntegrationTests):
             ],
             ids=["berlin", "paris", "rome", "bread"],
         )
-        return {"store": store, "k": 2}
+
+    @property
+    def retriever_constructor(self) -> type[BaseRetriever]:
+        return ColBERTRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict[str, Any]:
+        return {"store": self.store, "k": 2}
 
     @property
     def retriever_query_example(self) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from maxsim.encoder import DEFAULT_MODEL, ColBERT
-from maxsim.stores.memory import LateInteractionStore
+from maxsim.stores import DocumentStore, LateInteractionStore, load_store
 from maxsim.stores.persistence import MANIFEST
 from maxsim.validation import check_text, check_texts
 
@@ -250,7 +250,7 @@ def _search(arguments: argparse.Namespace) -> int:
     check_text(arguments.query, "QUERY")
     metadata_filter = _parse_filter(arguments.filter)
     folder = _saved_store(Path(arguments.store))
-    store = LateInteractionStore.load(folder, _load_model(arguments.model))
+    store = load_store(folder, _load_model(arguments.model))
     hits = store.search(arguments.query, k=arguments.k, filter=metadata_filter)
     rows = [
         {
@@ -317,12 +317,12 @@ def _saved_store(folder: Path) -> Path:
     return folder
 
 
-def _open_store(folder: Path, model: ColBERT, chunk_size: int | None) -> LateInteractionStore:
-    """The store saved in `folder`, or a new one when there is none yet."""
+def _open_store(folder: Path, model: ColBERT, chunk_size: int | None) -> DocumentStore:
+    """The store saved in `folder` (of whichever kind), or a new one when there is none."""
     if not (folder / MANIFEST).exists():
         overlap = min(64, chunk_size // 4) if chunk_size else 64
         return LateInteractionStore(model, chunk_size=chunk_size, chunk_overlap=overlap)
-    store = LateInteractionStore.load(folder, model)
+    store = load_store(folder, model)
     if chunk_size is not None and chunk_size != store.chunk_size:
         built = f"--chunk-size {store.chunk_size}" if store.chunk_size else "no --chunk-size"
         raise ValueError(

@@ -1,10 +1,15 @@
-"""Late-interaction stores: in memory (`LateInteractionStore`) and on Qdrant (`QdrantStore`)."""
+"""Late-interaction stores: in memory (`LateInteractionStore`) and on Qdrant (`QdrantStore`).
+
+Every store is a `DocumentStore`; `load_store` opens a saved folder with the class that
+saved it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from maxsim.stores.base import DocumentStore, Hit, Record
+from maxsim.stores.loading import load_store
 from maxsim.stores.memory import LateInteractionStore, MemoryUsage
 
 __all__ = [
@@ -14,6 +19,7 @@ __all__ = [
     "MemoryUsage",
     "QdrantStore",
     "Record",
+    "load_store",
 ]
 
 

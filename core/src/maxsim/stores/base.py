@@ -7,7 +7,9 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -138,8 +140,18 @@ class DocumentStore(ABC):
     """The front half every store shares: argument checks, encoding, search entry points.
 
     Subclasses keep the documents (`_insert`, `_search_vectors`, `delete`, `get`, ...)
-    and may restrict filters (`_prepare_filter`).
+    and may restrict filters (`_prepare_filter`). Adapters and the command line use this
+    interface only, so any store plugs into them:
+
+    - `format`: the name `save` writes into the folder's manifest, by which
+      `maxsim.stores.load_store` picks the class to `load` it with;
+    - `supports_callable_filters`: whether `filter` may be a callable on the metadata
+      (True in memory). A store without it (Qdrant) takes filter dicts only and applies
+      its engine's rules, under which a list field matches when any of its items does.
     """
+
+    format: ClassVar[str]
+    supports_callable_filters: ClassVar[bool] = True
 
     def __init__(
         self, model: LateInteractionEncoder, *, chunk_size: int | None, chunk_overlap: int
@@ -172,6 +184,44 @@ class DocumentStore(ABC):
     @abstractmethod
     def clear(self) -> None:
         """Remove every document."""
+
+    @abstractmethod
+    def get_vectors(self, ids: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        """Per stored id of `ids`, its windows' token vectors as float32 [rows, dim]
+        arrays, in window order; unknown ids are left out."""
+
+    @abstractmethod
+    def save(self, path: str | Path) -> None:
+        """Write the store (or, for a store kept by a server, how to reach it) to folder
+        `path`, whose manifest names `format`."""
+
+    @classmethod
+    @abstractmethod
+    def load(
+        cls, path: str | Path, model: LateInteractionEncoder, *, force: bool = False
+    ) -> DocumentStore:
+        """Open what `save` wrote to `path`; `model` must be the one it was built with
+        (name and dim) unless `force`."""
+
+    def get_where(self, filter: MetadataFilter | None = None) -> list[Record]:
+        """The stored records whose metadata matches `filter` (every record for None),
+        by the same rules as `search` on this store."""
+        predicate = self._prepare_filter(filter)
+        if predicate is None:
+            return list(self)
+        return [record for record in self if predicate(MappingProxyType(record.metadata))]
+
+    def delete_where(self, filter: MetadataFilter) -> int:
+        """Remove the documents whose metadata matches `filter` (the rules of `search`);
+        returns how many went.
+
+        Raises:
+            ValueError: `filter` is None (`clear()` removes every document).
+        """
+        if filter is None:
+            raise ValueError("delete_where needs a filter; call clear() to remove everything")
+        ids = [record.id for record in self.get_where(filter)]
+        return self.delete(ids) if ids else 0
 
     @abstractmethod
     def _insert(

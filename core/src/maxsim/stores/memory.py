@@ -90,6 +90,8 @@ class LateInteractionStore(DocumentStore):
         ['a']
     """
 
+    format = persistence.FORMAT
+
     def __init__(
         self,
         model: LateInteractionEncoder,
@@ -136,6 +138,20 @@ class LateInteractionStore(DocumentStore):
         with self._lock:
             found = [self._records[self._slots[value]] for value in ids if value in self._slots]
         return [_copied(record) for record in found]
+
+    def get_vectors(self, ids: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        """Per stored id of `ids`, its windows' vectors as float32 arrays, in window order."""
+        ids = check_ids(ids)
+        with self._lock:
+            snapshot = self._view()
+            slots = {value: self._slots[value] for value in ids if value in self._slots}
+        wanted = np.flatnonzero(np.isin(snapshot.owners, list(slots.values())))
+        windows: dict[int, list[np.ndarray]] = {}
+        for segment in wanted[np.lexsort((snapshot.chunks[wanted], snapshot.owners[wanted]))]:
+            start, length = int(snapshot.starts[segment]), int(snapshot.lengths[segment])
+            rows = snapshot.vectors[start : start + length].to(torch.float32).numpy()
+            windows.setdefault(int(snapshot.owners[segment]), []).append(rows)
+        return {value: windows[slot] for value, slot in slots.items()}
 
     def clear(self) -> None:
         """Remove every document."""

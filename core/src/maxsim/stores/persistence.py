@@ -56,7 +56,7 @@ def save(
         "settings": settings,
         "records": [asdict(record) for record in records],
     }
-    _write_atomically(folder / MANIFEST, json.dumps(manifest, ensure_ascii=False))
+    write_atomically(folder / MANIFEST, json.dumps(manifest, ensure_ascii=False))
     if previous is not None and previous != vectors_name:
         (folder / previous).unlink(missing_ok=True)
 
@@ -146,7 +146,7 @@ def _check_consistent(
         raise ValueError(f"{path} is inconsistent with its manifest: {'; '.join(problems)}")
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Replace `path` with `text` in one step (temporary file, fsync, rename, fsync folder)."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from maxsim.filters import MetadataFilter, compile_filter
 from maxsim.late_interaction import LateInteractionEncoder
 from maxsim.stores.base import DocumentStore, Hit, Record, check_ids
+from maxsim.stores.persistence import MANIFEST, write_atomically
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
     from qdrant_client.http import models
 
+FORMAT_VERSION = 1
+SECRET_OPTIONS = ("api_key", "auth_token_provider")
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "maxsim.stores.qdrant")
 UPSERT_ROWS = 8192
 SCROLL_PAGE = 256
@@ -83,6 +89,9 @@ class QdrantStore(DocumentStore):
         ['a']
         >>> server = QdrantClient(url="http://localhost:6333")  # doctest: +SKIP
     """
+
+    format = "maxsim.QdrantStore"
+    supports_callable_filters = False
 
     def __init__(
         self,
@@ -160,20 +169,147 @@ class QdrantStore(DocumentStore):
         )
 
     def __iter__(self) -> Iterator[Record]:
+        return (_record(point.payload) for point in self._scroll(self._first_windows()))
+
+    def _scroll(self, scroll_filter: Any, *, with_vectors: bool = False) -> Iterator[Any]:
         offset = None
         while True:
             points, offset = self.client.scroll(
                 self.collection_name,
-                scroll_filter=self._first_windows(),
+                scroll_filter=scroll_filter,
                 limit=SCROLL_PAGE,
                 offset=offset,
                 with_payload=True,
-                with_vectors=False,
+                with_vectors=with_vectors,
             )
-            for point in points:
-                yield _record(point.payload)
+            yield from points
             if offset is None:
                 return
+
+    def get_where(self, filter: MetadataFilter | None = None) -> list[Record]:
+        """The stored records matching `filter`, selected by Qdrant with its rules (as
+        `search` does)."""
+        condition = self._first_windows()
+        query_filter = self._prepare_filter(filter)
+        if query_filter is not None:
+            condition = self._models.Filter(must=[condition, query_filter])
+        return [_record(point.payload) for point in self._scroll(condition)]
+
+    def delete_where(self, filter: MetadataFilter) -> int:
+        """Remove the documents matching `filter` (Qdrant's rules, as `search`) with one
+        filtered delete inside Qdrant; returns how many went."""
+        if filter is None:
+            raise ValueError("delete_where needs a filter; call clear() to remove everything")
+        query_filter = self._prepare_filter(filter)
+        count = self.client.count(
+            self.collection_name,
+            count_filter=self._models.Filter(must=[self._first_windows(), query_filter]),
+            exact=True,
+        ).count
+        self._delete_where(query_filter)
+        return int(count)
+
+    def get_vectors(self, ids: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        """Per stored id of `ids`, its windows' vectors as float32 arrays, in window order."""
+        unique = list(dict.fromkeys(check_ids(ids)))
+        if not unique:
+            return {}
+        windows: dict[str, dict[int, np.ndarray]] = {}
+        for point in self._scroll(
+            self._models.Filter(must=[self._documents(unique)]), with_vectors=True
+        ):
+            payload = point.payload or {}
+            windows.setdefault(payload["document_id"], {})[int(payload["chunk"])] = np.asarray(
+                point.vector, dtype=np.float32
+            )
+        return {
+            value: [chunks[chunk] for chunk in sorted(chunks)]
+            for value in unique
+            if (chunks := windows.get(value))
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write to folder `path` how to reach this collection (the client's options, less
+        credentials, and the collection name); the documents stay in Qdrant.
+
+        Raises:
+            ValueError: the client is Qdrant's in-memory mode, which nothing can reopen.
+        """
+        options = {
+            key: value
+            for key, value in self.client.init_options.items()
+            if key not in SECRET_OPTIONS and value is not None
+        }
+        if options.get("location") == ":memory:":
+            raise ValueError(
+                "a QdrantStore on QdrantClient(':memory:') cannot be reopened; use a server "
+                "(url=...) or local storage (path=...) to save it"
+            )
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "format": self.format,
+            "format_version": FORMAT_VERSION,
+            "collection_name": self.collection_name,
+            "client": options,
+            "settings": {
+                "model": self.model.name,
+                "dim": self.model.dim,
+                "chunk_size": self.chunk_size,
+                "chunk_overlap": self.chunk_overlap,
+            },
+        }
+        write_atomically(folder / MANIFEST, json.dumps(manifest, ensure_ascii=False))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        model: LateInteractionEncoder,
+        *,
+        force: bool = False,
+        client: QdrantClient | None = None,
+    ) -> QdrantStore:
+        """Reconnect to the collection that `save` described in folder `path`.
+
+        Args:
+            client: the client to use; by default one made from the saved options (pass
+                one to add credentials such as `api_key`).
+
+        Raises:
+            FileNotFoundError: `path` holds no manifest.
+            ValueError: a malformed manifest, or a model other than the saved one (name
+                and dim) unless `force`.
+        """
+        manifest_path = Path(path) / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{path} holds no saved store ({MANIFEST} is missing)")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            settings = manifest["settings"]
+            name, options = manifest["collection_name"], manifest["client"]
+            if manifest["format"] != cls.format or not isinstance(options, dict):
+                raise ValueError(f"format {manifest['format']!r}")
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{manifest_path} is not a saved QdrantStore: {error}") from error
+        if settings["dim"] != model.dim or (settings["model"] != model.name and not force):
+            raise ValueError(
+                f"{path} was saved with model {settings['model']!r} (dim {settings['dim']}), "
+                f"not {model.name!r} (dim {model.dim}); load it with that model, or pass "
+                "force=True to use a different model of the same dim"
+            )
+        if client is None:
+            from qdrant_client import QdrantClient
+
+            client = QdrantClient(**options)
+        return cls(
+            model,
+            client,
+            name,
+            chunk_size=settings["chunk_size"],
+            chunk_overlap=settings["chunk_overlap"],
+            create=False,
+        )
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id (unknown ids are ignored); returns how many went."""

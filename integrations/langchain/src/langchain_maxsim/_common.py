@@ -17,8 +17,8 @@ def check_store(store: Any) -> DocumentStore:
     """`store` if it is a maxsim store, else a TypeError that says what to pass."""
     if not isinstance(store, DocumentStore):
         raise TypeError(
-            "store must be a maxsim.LateInteractionStore or maxsim.stores.QdrantStore, "
-            f"got {type(store).__name__}"
+            "store must be a maxsim store (a maxsim.stores.DocumentStore such as "
+            f"LateInteractionStore), got {type(store).__name__}"
         )
     return store
 

@@ -47,8 +47,8 @@ class ColBERTVectorStore(VectorStore):
     Args:
         model: a maxsim encoder, or a checkpoint name or path for
             `maxsim.ColBERT.from_pretrained`; optional when `store` is given.
-        store: an existing `maxsim.LateInteractionStore` or `maxsim.stores.QdrantStore`
-            (any `maxsim.stores.DocumentStore`);
+        store: an existing maxsim store (`maxsim.LateInteractionStore`,
+            `maxsim.PLAIDStore`, `maxsim.stores.QdrantStore`: any `DocumentStore`);
             by default a new in-memory `LateInteractionStore` for `model`.
         **store_options: `dtype`, `chunk_size`, `chunk_overlap` for that new store.
 
@@ -89,7 +89,7 @@ class ColBERTVectorStore(VectorStore):
             if model is None:
                 raise ValueError(
                     "ColBERTVectorStore needs model= (a maxsim encoder or a checkpoint name "
-                    "or path) or store= (a LateInteractionStore or QdrantStore)"
+                    "or path) or store= (a maxsim store such as LateInteractionStore)"
                 )
             self.store: DocumentStore = LateInteractionStore(load_encoder(model), **store_options)
         else:
@@ -156,18 +156,13 @@ class ColBERTVectorStore(VectorStore):
         )
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Remove documents by id; unknown ids are ignored. Returns True.
-
-        Raises:
-            ValueError: `ids` is None (use `store.clear()` to remove everything).
-        """
+        """Remove documents by id (unknown ids are ignored), or every document when `ids`
+        is None, as LangChain's `VectorStore.delete` defines. Returns True."""
         check_no_options(kwargs, "ColBERTVectorStore.delete")
         if ids is None:
-            raise ValueError(
-                "ColBERTVectorStore.delete needs a list of ids; call vectorstore.store.clear() "
-                "to remove every document"
-            )
-        self.store.delete(ids)
+            self.store.clear()
+        else:
+            self.store.delete(ids)
         return True
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
@@ -240,24 +235,18 @@ class ColBERTVectorStore(VectorStore):
         return [hit_document(hits[i], with_scores=False) for i in order]
 
     def _redundancy(self, hits: list[Hit]) -> np.ndarray:
-        """Symmetrised normalized MaxSim between the hits' texts (the matched window of a
-        chunked store); 0 for a hit stored without text."""
+        """Symmetrised normalized MaxSim between the hits' stored vectors (the matched
+        window of a chunked document); nothing is encoded again. 0 for a hit deleted
+        since the search."""
         similarity = np.zeros((len(hits), len(hits)), dtype=np.float64)
-        known = [i for i, hit in enumerate(hits) if hit.text]
+        stored = self.store.get_vectors([hit.id for hit in hits])
+        known = [i for i, hit in enumerate(hits) if hit.id in stored]
         if len(known) < 2:
             return similarity
-        texts = [str(hits[i].text) for i in known]
-        chunk_size = getattr(self.store, "chunk_size", None)
-        if chunk_size is None:
-            vectors = self.model.encode_documents(texts)
-        else:
-            windows = self.model.encode_document_chunks(
-                texts, chunk_size, getattr(self.store, "chunk_overlap", 64)
-            )
-            vectors = [
-                document[min(hits[i].chunk, len(document) - 1)]
-                for i, document in zip(known, windows, strict=True)
-            ]
+        vectors = []
+        for i in known:
+            windows = stored[hits[i].id]
+            vectors.append(windows[min(hits[i].chunk, len(windows) - 1)])
         pairwise = scores(vectors, vectors, normalize=True).astype(np.float64)
         similarity[np.ix_(known, known)] = (pairwise + pairwise.T) / 2
         return similarity

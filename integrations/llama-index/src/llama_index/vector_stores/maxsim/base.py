@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -21,11 +20,9 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from llama_index.vector_stores.maxsim.filters import as_predicate, combine, to_maxsim_filter
+from llama_index.vector_stores.maxsim.filters import Dialect, combine, to_maxsim_filter
 from maxsim import LateInteractionEncoder, LateInteractionStore, Record, load_encoder
-from maxsim.stores import DocumentStore
-
-logger = logging.getLogger(__name__)
+from maxsim.stores import DocumentStore, load_store
 
 NODE_ID_KEY = "_node_id"
 NODE_CONTENT_KEY = "_node_content"
@@ -42,7 +39,8 @@ class ColBERTVectorStore(BasePydanticVectorStore):
     Args:
         model: a checkpoint name or folder (loaded with `maxsim.ColBERT.from_pretrained`)
             or a maxsim encoder; may be left out when `store` is given.
-        store: an existing `maxsim.LateInteractionStore` or `maxsim.stores.QdrantStore`;
+        store: an existing maxsim store (`maxsim.LateInteractionStore`,
+            `maxsim.PLAIDStore`, `maxsim.stores.QdrantStore`: any `DocumentStore`);
             None creates an empty in-memory `LateInteractionStore` for `model`.
         batch_size: documents per encoding batch in `add`.
         model_kwargs: keyword arguments for `ColBERT.from_pretrained` (dim, device, ...).
@@ -113,8 +111,8 @@ class ColBERTVectorStore(BasePydanticVectorStore):
             store = LateInteractionStore(load_encoder(model, **(model_kwargs or {})))
         elif not isinstance(store, DocumentStore):
             raise TypeError(
-                "store must be a maxsim.LateInteractionStore or maxsim.stores.QdrantStore, "
-                f"got {type(store).__name__}"
+                "store must be a maxsim store (a maxsim.stores.DocumentStore such as "
+                f"LateInteractionStore), got {type(store).__name__}"
             )
         elif model is not None and model is not store.model:
             raise ValueError(
@@ -133,7 +131,7 @@ class ColBERTVectorStore(BasePydanticVectorStore):
 
     @property
     def client(self) -> DocumentStore:
-        """The maxsim store underneath (`LateInteractionStore` or `QdrantStore`)."""
+        """The maxsim store underneath (a `maxsim.stores.DocumentStore`)."""
         return self._store
 
     @property
@@ -142,8 +140,8 @@ class ColBERTVectorStore(BasePydanticVectorStore):
         return self._store.model
 
     @property
-    def _dialect(self) -> Any:
-        return "memory" if isinstance(self._store, LateInteractionStore) else "qdrant"
+    def _dialect(self) -> Dialect:
+        return "memory" if self._store.supports_callable_filters else "qdrant"
 
     # ----------------------------------------------------------------- writing
 
@@ -178,9 +176,7 @@ class ColBERTVectorStore(BasePydanticVectorStore):
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Delete the nodes of source document `ref_doc_id`."""
-        ids = [r.id for r in self._store if r.metadata.get(REF_DOC_ID_KEY) == ref_doc_id]
-        if ids:
-            self._store.delete(ids)
+        self._store.delete_where({REF_DOC_ID_KEY: ref_doc_id})
 
     def delete_nodes(
         self,
@@ -188,22 +184,22 @@ class ColBERTVectorStore(BasePydanticVectorStore):
         filters: MetadataFilters | None = None,
         **delete_kwargs: Any,
     ) -> None:
-        """Delete nodes by id and/or filters (both given: the listed nodes that match).
+        """Delete nodes by id and/or filters (both given: the listed nodes that match);
+        with neither, every node, as in LlamaIndex's own stores.
 
-        Unlike `query`, an empty `node_ids` list deletes nothing; to delete everything
-        call `clear()`.
-
-        Raises:
-            ValueError: neither `node_ids` nor `filters` is given.
+        Unlike `query`, an empty `node_ids` list deletes nothing. Filters are applied by
+        the store, with its rules (as in `query`).
         """
         if node_ids is None and filters is None:
-            raise ValueError("delete_nodes needs node_ids or filters; clear() deletes everything")
-        if filters is None:
-            ids = list(dict.fromkeys(node_ids or []))
+            self._store.clear()
+        elif filters is None:
+            self._store.delete(list(dict.fromkeys(node_ids or [])))
+        elif node_ids is None:
+            self._store.delete_where(to_maxsim_filter(filters, dialect=self._dialect) or {})
         else:
             ids = [record.id for record in self._records(node_ids, filters)]
-        if ids:
-            self._store.delete(ids)
+            if ids:
+                self._store.delete(ids)
 
     def clear(self) -> None:
         """Delete every node."""
@@ -284,17 +280,15 @@ class ColBERTVectorStore(BasePydanticVectorStore):
     # ------------------------------------------------------------- persistence
 
     def persist(self, persist_path: str, fs: Any = None) -> None:
-        """Save an in-memory store to the folder `persist_path` (safetensors + JSON).
+        """Save the store to the folder `persist_path` with its own `save` (safetensors
+        + JSON in memory; a `QdrantStore` writes how to reconnect to its collection).
 
         `StorageContext.persist(dir)` calls this with `dir/default__vector_store.json`,
-        which becomes a folder. A `QdrantStore` keeps its data in Qdrant: nothing to do.
+        which becomes a folder.
 
         Raises:
             NotImplementedError: `fs` is a filesystem other than the local one.
         """
-        if not isinstance(self._store, LateInteractionStore):
-            logger.debug("%s keeps its own data; nothing to persist", type(self._store).__name__)
-            return
         _check_local(fs)
         self._store.save(persist_path)
 
@@ -308,11 +302,10 @@ class ColBERTVectorStore(BasePydanticVectorStore):
         model_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> ColBERTVectorStore:
-        """Load a store saved by `persist`; `model` must be the one it was built with."""
+        """Load a store saved by `persist`, whichever kind it is; `model` must be the one
+        it was built with."""
         _check_local(fs)
-        store = LateInteractionStore.load(
-            persist_path, model=load_encoder(model, **(model_kwargs or {}))
-        )
+        store = load_store(persist_path, load_encoder(model, **(model_kwargs or {})))
         return cls(store=store, **kwargs)
 
     @classmethod
@@ -332,12 +325,15 @@ class ColBERTVectorStore(BasePydanticVectorStore):
     # ----------------------------------------------------------------- helpers
 
     def _records(self, node_ids: list[str] | None, filters: MetadataFilters | None) -> list[Record]:
-        records: Iterable[Record] = (
-            self._store if node_ids is None else self._store.get(list(node_ids))
-        )
-        # Evaluated here, with maxsim's in-memory rules, whatever the store.
-        match = as_predicate(to_maxsim_filter(filters, dialect="memory"))
-        return [record for record in records if match(record.metadata)]
+        """The records of `node_ids` (all when None) that the store finds for `filters`."""
+        condition = to_maxsim_filter(filters, dialect=self._dialect)
+        if node_ids is None:
+            return self._store.get_where(condition)
+        records = self._store.get(list(node_ids))
+        if condition is None:
+            return records
+        matching = {record.id for record in self._store.get_where(condition)}
+        return [record for record in records if record.id in matching]
 
 
 def _to_node(record: Record) -> BaseNode:

@@ -1,10 +1,12 @@
 """LlamaIndex `MetadataFilters` as maxsim filters (a dict where possible, else a callable).
 
 Every `FilterOperator` and `FilterCondition` of llama-index-core 0.14 is supported, at
-any depth of nesting. On a `LateInteractionStore` a filter becomes a maxsim filter dict
-(see `maxsim.filters`) when the dict grammar can say it, else a callable on the metadata;
-both give the same answers. A `QdrantStore` takes dicts only: the few filters that need
-a callable there raise `ValueError` saying so.
+any depth of nesting. On a store that takes callable filters (`LateInteractionStore`,
+`PLAIDStore`: dialect "memory") a filter becomes a maxsim filter dict (see
+`maxsim.filters`) when the dict grammar can say it, else a callable on the metadata;
+both give the same answers. A store that takes dicts only (`QdrantStore`: dialect
+"qdrant", chosen by `DocumentStore.supports_callable_filters`) applies its engine's
+rules; the few filters that need a callable there raise `ValueError` saying so.
 
 What a filter matches, with `v` the node's metadata value (missing counts as None):
 
@@ -75,7 +77,7 @@ def to_maxsim_filter(
 
     Args:
         filters: LlamaIndex filters; None or an empty `MetadataFilters` gives None.
-        dialect: "memory" (a `LateInteractionStore`: callables allowed) or "qdrant"
+        dialect: "memory" (a store whose `supports_callable_filters` is true) or "qdrant"
             (dicts only, with Qdrant's list-item matching used for ANY / ALL / CONTAINS).
 
     Raises:
