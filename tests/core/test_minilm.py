@@ -30,7 +30,7 @@ QUERIES = [
 def test_layout_and_rules(minilm: maxsim.ColBERT) -> None:
     assert minilm.layout == "plain"
     assert minilm.dim == 384
-    assert minilm.rules.query_prefix_id is None and not minilm.rules.expand_queries
+    assert minilm.rules.query_prefix_ids == () and not minilm.rules.expand_queries
     assert minilm.document_length == 256
 
 

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from maxsim.hub import TOKENIZER_FILES, download, module_paths
 from maxsim.models.jina_xlmr import JinaXLMRConfig, JinaXLMRModel, is_jina_xlmr_config
 
 if TYPE_CHECKING:
@@ -33,14 +34,6 @@ SUPPORTED_LAYOUTS = (
     "Stanford ColBERT (config.json with HF_ColBERT, artifact.metadata, bert.* + linear.weight)",
     "PyLate ColBERT (modules.json with Dense modules, config_sentence_transformers.json)",
     "plain Hugging Face encoder (config.json + model.safetensors, no projection)",
-)
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "vocab.txt",
-    "sentencepiece.bpe.model",
-    "spiece.model",
-    "tokenizer.model",
-    "vocab.json",
 )
 # artifact.metadata values when the file (or a key) is missing: the Stanford defaults,
 # and jina-colbert-v2's own for the rotary XLM-RoBERTa family.
@@ -62,15 +55,14 @@ STANFORD_DEFAULTS: dict[str, dict[str, Any]] = {
         "mask_punctuation": True,
     },
 }
-DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "artifact.metadata", "*/*"]
 
 
 @dataclass(frozen=True)
 class EncodingRules:
     """How texts become token ids, and which output rows are kept."""
 
-    query_prefix_id: int | None
-    document_prefix_id: int | None
+    query_prefix_ids: tuple[int, ...]
+    document_prefix_ids: tuple[int, ...]
     query_length: int
     document_length: int
     expand_queries: bool
@@ -158,15 +150,7 @@ def resolve_folder(name_or_path: str) -> Path:
             f"model folder {name_or_path!r} does not exist; pass a local checkpoint folder "
             "or a Hugging Face repo id such as 'jinaai/jina-colbert-v2'"
         )
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(name_or_path, allow_patterns=DOWNLOAD_PATTERNS))
-    except Exception as error:
-        raise OSError(
-            f"could not download {name_or_path!r} from the Hugging Face hub ({error}); "
-            "check the name and the network, or pass a local checkpoint folder"
-        ) from error
+    return download(name_or_path)
 
 
 def load_checkpoint(name_or_path: str, options: LoadOptions) -> Checkpoint:
@@ -219,8 +203,8 @@ def _load_stanford(
     else:
         backbone = _transformers_backbone(folder, state, options)
     rules = EncodingRules(
-        query_prefix_id=_token_id(tokenizer, metadata["query_token_id"], "query marker"),
-        document_prefix_id=_token_id(tokenizer, metadata["doc_token_id"], "document marker"),
+        query_prefix_ids=(_token_id(tokenizer, metadata["query_token_id"], "query marker"),),
+        document_prefix_ids=(_token_id(tokenizer, metadata["doc_token_id"], "document marker"),),
         query_length=options.query_length or int(metadata["query_maxlen"]),
         document_length=options.document_length or int(metadata["doc_maxlen"]),
         expand_queries=True,
@@ -245,8 +229,8 @@ def _load_pylate(
     projection = nn.Sequential(*(_load_dense(path) for path in _pylate_dense_folders(folder)))
     expand_queries = bool(settings.get("do_query_expansion", True))
     rules = EncodingRules(
-        query_prefix_id=_prefix_id(tokenizer, settings.get("query_prefix", "[Q] ")),
-        document_prefix_id=_prefix_id(tokenizer, settings.get("document_prefix", "[D] ")),
+        query_prefix_ids=_prefix_ids(tokenizer, settings.get("query_prefix", "[Q] ")),
+        document_prefix_ids=_prefix_ids(tokenizer, settings.get("document_prefix", "[D] ")),
         query_length=options.query_length or int(settings.get("query_length", 32)),
         document_length=options.document_length or int(settings.get("document_length", 180)),
         expand_queries=expand_queries,
@@ -271,8 +255,8 @@ def _load_plain(
     )
     pad_token_id = _required_id(tokenizer, "pad_token_id")
     rules = EncodingRules(
-        query_prefix_id=None,
-        document_prefix_id=None,
+        query_prefix_ids=(),
+        document_prefix_ids=(),
         query_length=options.query_length or 32,
         document_length=options.document_length or default_document_length,
         expand_queries=False,
@@ -369,30 +353,12 @@ def _hf_attention(attn_implementation: str) -> str:
 
 
 def _transformer_module_path(folder: Path) -> str:
-    for module in _read_modules(folder):
-        if module.get("type", "").endswith("Transformer"):
-            return str(module.get("path", ""))
-    return ""
-
-
-def _read_modules(folder: Path) -> list[dict[str, Any]]:
-    path = folder / "modules.json"
-    try:
-        modules = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read {path}: {error}") from error
-    if not isinstance(modules, list):
-        raise ValueError(f"{path} must hold a JSON list of modules")
-    return sorted(modules, key=lambda module: int(module.get("idx", 0)))
+    return (module_paths(folder, "Transformer") or [""])[0]
 
 
 def _pylate_dense_folders(folder: Path) -> list[Path]:
     """The Dense projection folders of a PyLate model, in module order."""
-    return [
-        folder / module["path"]
-        for module in _read_modules(folder)
-        if module.get("type", "").endswith("Dense")
-    ]
+    return [folder / path for path in module_paths(folder, "Dense")]
 
 
 def _load_dense(folder: Path) -> nn.Linear:
@@ -429,11 +395,29 @@ def _token_id(tokenizer: Any, token: str | int, what: str) -> int:
     return int(token_id)
 
 
-def _prefix_id(tokenizer: Any, prefix: str | None) -> int | None:
-    """PyLate prefixes such as '[Q] ' name one token once stripped; no prefix means none."""
-    if not prefix or not prefix.strip():
-        return None
-    return _token_id(tokenizer, prefix.strip(), "prefix")
+def _prefix_ids(tokenizer: Any, prefix: object) -> tuple[int, ...]:
+    """The ids PyLate puts after [CLS] for `prefix`; an empty prefix means none.
+
+    PyLate adds the prefix to the tokenizer as one token, trailing space included
+    ("[Q] "); older folders name a vocabulary token ("[unused0]"). Failing both, the
+    prefix is text and its own tokenization is inserted.
+    """
+    if prefix is None or (isinstance(prefix, str) and not prefix.strip()):
+        return ()
+    if not isinstance(prefix, str):
+        raise ValueError(f"prefixes must be strings, got {prefix!r}")
+    unknown = tokenizer.unk_token_id
+    for candidate in dict.fromkeys((prefix, prefix.strip(), prefix.strip() + " ")):
+        token_id = tokenizer.convert_tokens_to_ids(candidate)
+        if token_id is not None and token_id != unknown:
+            return (int(token_id),)
+    ids = [int(i) for i in tokenizer(prefix, add_special_tokens=False)["input_ids"]]
+    if not ids or unknown in ids:
+        raise ValueError(
+            f"the tokenizer has no prefix token {prefix!r} (with or without its trailing "
+            "space) and cannot spell it with known tokens"
+        )
+    return tuple(ids)
 
 
 def _expansion_id(tokenizer: Any) -> int:

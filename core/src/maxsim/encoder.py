@@ -133,15 +133,15 @@ class ColBERT(LateInteractionEncoder):
 
     def _frame(self, content: list[int], is_query: bool) -> list[int]:
         rules = self.rules
-        marker = rules.query_prefix_id if is_query else rules.document_prefix_id
-        ids = [*self._before, *([] if marker is None else [marker]), *content, *self._after]
+        prefix = rules.query_prefix_ids if is_query else rules.document_prefix_ids
+        ids = [*self._before, *prefix, *content, *self._after]
         if is_query and rules.expand_queries:
             ids += [rules.expansion_token_id] * (rules.query_length - len(ids))
         return ids
 
     def _frame_overhead(self, is_query: bool) -> int:
-        marker = self.rules.query_prefix_id if is_query else self.rules.document_prefix_id
-        return len(self._before) + len(self._after) + (marker is not None)
+        prefix = self.rules.query_prefix_ids if is_query else self.rules.document_prefix_ids
+        return len(self._before) + len(self._after) + len(prefix)
 
     def _token_strings(self, ids: list[int]) -> list[str]:
         return list(self.tokenizer.convert_ids_to_tokens(ids))
@@ -165,7 +165,7 @@ class ColBERT(LateInteractionEncoder):
                 bar.update(len(batch))
         return [item for item in results if item is not None]
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def _forward(self, ids: list[list[int]], is_query: bool) -> list[EncodedText]:
         rules = self.rules
         longest = max(len(row) for row in ids)
