@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 
 
-def run_maxsim(*arguments: str) -> subprocess.CompletedProcess[str]:
+def run_maxsim(*arguments: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "maxsim", *arguments],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
-        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", **env},
     )
 
 
@@ -35,6 +35,15 @@ def test_demo_without_the_model_says_how_to_pass_one(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "--model PATH" in result.stderr and "missing" in result.stderr
+
+
+def test_demo_without_network_prints_the_fix_once(tmp_path: Path) -> None:
+    result = run_maxsim("demo", HF_HOME=str(tmp_path / "empty-cache"))
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("maxsim: cannot load model 'jinaai/jina-colbert-v2'")
+    assert "cannot be reached" in line
+    assert line.count("pass a local checkpoint folder") == 1 and line.count("--model PATH") == 1
 
 
 def test_demo_help_names_the_licence() -> None:

@@ -118,27 +118,42 @@ def _random_linear(
     return weight, torch.randn(out_features, generator=generator) if bias else None
 
 
-def build_stanford(folder: Path, *, seed: int = 1) -> Tiny:
+STANFORD_METADATA = {
+    "query_token_id": "[unused0]",
+    "doc_token_id": "[unused1]",
+    "query_maxlen": 12,
+    "doc_maxlen": 20,
+    "attend_to_mask_tokens": False,
+    "mask_punctuation": True,
+    "dim": 16,
+    "similarity": "cosine",
+}
+
+
+def build_stanford(
+    folder: Path,
+    *,
+    seed: int = 1,
+    metadata: object = STANFORD_METADATA,
+    dim: int = 16,
+    legacy: bool = False,
+) -> Tiny:
+    """An HF_ColBERT folder: `bert.*` + `linear.weight`, `artifact.metadata` as given.
+
+    `legacy` writes pytorch_model.bin (as colbert-ir/colbertv2.0 first shipped) instead
+    of model.safetensors.
+    """
     bert = _random_bert(seed)
-    weight, _ = _random_linear(seed + 100, HIDDEN, 16, bias=False)
+    weight, _ = _random_linear(seed + 100, HIDDEN, dim, bias=False)
     config = _bert_config()
     config.architectures = ["HF_ColBERT"]
     config.save_pretrained(folder)
     state = {f"bert.{key}": value.contiguous() for key, value in bert.state_dict().items()}
-    save_file({**state, "linear.weight": weight}, folder / "model.safetensors")
-    _write_json(
-        folder / "artifact.metadata",
-        {
-            "query_token_id": "[unused0]",
-            "doc_token_id": "[unused1]",
-            "query_maxlen": 12,
-            "doc_maxlen": 20,
-            "attend_to_mask_tokens": False,
-            "mask_punctuation": True,
-            "dim": 16,
-            "similarity": "cosine",
-        },
-    )
+    if legacy:
+        torch.save({**state, "linear.weight": weight}, folder / "pytorch_model.bin")
+    else:
+        save_file({**state, "linear.weight": weight}, folder / "model.safetensors")
+    _write_json(folder / "artifact.metadata", metadata)
     _write_tokenizer(folder)
     return Tiny(folder, _as_reference(bert), [(weight, None)])
 
@@ -555,3 +570,108 @@ def test_missing_folder_raises_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist") as error:
         load(missing)
     assert str(missing) in str(error.value)
+
+
+# ---------------------------------------------------------------------------------------
+# 5. Layouts of published checkpoints (field sets as those repos ship them, sizes tiny)
+
+# colbert-ir/colbertv2.0 ships the whole ColBERTConfig export, "meta" included.
+COLBERTV2_METADATA = {
+    **STANFORD_METADATA,
+    "query_token": "[Q]",
+    "doc_token": "[D]",
+    "ncells": None,
+    "centroid_score_threshold": None,
+    "ndocs": None,
+    "nbits": 1,
+    "kmeans_niters": 20,
+    "bsize": 8,
+    "lr": 1e-05,
+    "maxsteps": 400000,
+    "nway": 64,
+    "use_ib_negatives": True,
+    "interaction": "colbert",
+    "relu": False,
+    "checkpoint": "colbert-ir/colbertv2.0",
+    "nranks": 4,
+    "amp": True,
+    "meta": {"hostname": "host", "git_branch": "main", "version": "colbert-v0.4"},
+}
+PUBLISHED_STANFORD = {
+    "colbertv2.0": {"metadata": COLBERTV2_METADATA, "legacy": True},
+    "answerai-colbert-small-v1": {
+        "metadata": {**COLBERTV2_METADATA, "query_maxlen": 10, "doc_maxlen": 24, "dim": 8},
+        "dim": 8,
+    },
+    "mxbai-colbert-large-v1": {
+        "metadata": {**COLBERTV2_METADATA, "doc_maxlen": 64, "checkpoint": "mxbai"},
+    },
+    # Stanford's own loader also reads the export nested under "config".
+    "nested-config": {"metadata": {"config": STANFORD_METADATA, "meta": {"version": "v0.2"}}},
+}
+
+
+@pytest.mark.parametrize("style", list(PUBLISHED_STANFORD))
+def test_published_stanford_layouts_match_reference(tmp_path: Path, style: str) -> None:
+    spec = PUBLISHED_STANFORD[style]
+    tiny = build_stanford(tmp_path, seed=7, **spec)  # type: ignore[arg-type]
+    stored = spec["metadata"]
+    fields = stored.get("config", stored)  # type: ignore[union-attr]
+    query_length, document_length = fields["query_maxlen"], fields["doc_maxlen"]
+    model = load(tmp_path)
+    assert (model.layout, model.query_length, model.document_length) == (
+        "stanford",
+        query_length,
+        document_length,
+    )
+    assert model.dim == spec.get("dim", 16)
+    queries = model.encode_queries(QUERIES)
+    query_ids = [expected_ids(text, Q_MARKER, query_length, expand=True) for text in QUERIES]
+    assert_rows_equal(queries, [reference_query(tiny, row, False) for row in query_ids])
+    texts = [*DOCUMENTS, LONG_DOCUMENT + " " + LONG_DOCUMENT]
+    documents = model.encode_documents(texts)
+    document_ids = [expected_ids(text, D_MARKER, document_length) for text in texts]
+    expected = [reference_document(tiny, row, STANFORD_SKIPLIST) for row in document_ids]
+    assert_rows_equal(documents, expected)
+
+
+# jinaai/jina-colbert-v1-en: a Stanford folder over JinaBERT, which needs remote code.
+JINA_V1_CONFIG = {
+    "_name_or_path": "jinaai/jina-colbert-v1-en",
+    "architectures": ["HF_ColBERT"],
+    "auto_map": {
+        "AutoConfig": "jinaai/jina-bert-implementation--configuration_bert.JinaBertConfig",
+        "AutoModel": "jinaai/jina-bert-implementation--modeling_bert.JinaBertModel",
+    },
+    "model_type": "bert",
+    "position_embedding_type": "alibi",
+    "feed_forward_type": "geglu",
+    "hidden_size": HIDDEN,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 8192,
+    "vocab_size": len(VOCAB),
+}
+
+
+def test_jinabert_remote_code_checkpoint_gets_a_clear_error(tmp_path: Path) -> None:
+    _write_json(tmp_path / "config.json", JINA_V1_CONFIG)
+    _write_json(tmp_path / "artifact.metadata", {**STANFORD_METADATA, "doc_maxlen": 180})
+    _write_tokenizer(tmp_path)
+    save_file({"linear.weight": torch.zeros(16, HIDDEN)}, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="remote code") as error:
+        load(tmp_path)
+    message = str(error.value)
+    _assert_lists_layouts(error)
+    assert "JinaBertModel" in message and "jinaai/jina-colbert-v2" in message
+    assert "trust_remote_code=True" in message
+
+
+def test_pylate_folder_over_a_remote_code_encoder_gets_the_same_error(tmp_path: Path) -> None:
+    build_pylate(tmp_path, attend=False)
+    config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    _write_json(tmp_path / "config.json", {**config, "auto_map": JINA_V1_CONFIG["auto_map"]})
+    with pytest.raises(ValueError, match="JinaBertModel") as error:
+        load(tmp_path)
+    _assert_lists_layouts(error)

@@ -107,3 +107,14 @@ def test_a_prefix_the_tokenizer_cannot_spell_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no prefix token 'zebra ") as error:
         _load(_with_prefixes(tmp_path, "zebra ", "[D] "))
     assert "trailing space" in str(error.value)
+
+
+def test_tensor_outputs_are_ordinary_tensors(saved: tuple[Path, maxsim.ColBERT]) -> None:
+    _, model = saved
+    [query] = model.encode_queries(["red city"], as_tensor=True)
+    [document] = model.encode_documents(["the red city"], as_tensor=True)
+    assert not query.is_inference() and not document.is_inference()
+    query.mul_(2.0)
+    weights = document.clone().requires_grad_()
+    (query @ weights.T).amax(dim=1).sum().backward()
+    assert weights.grad is not None and weights.grad.shape == document.shape

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from maxsim.hub import TOKENIZER_FILES, download, module_paths
+from maxsim.hub import LOCAL_FOLDER_FIX, TOKENIZER_FILES, download, module_paths
 from maxsim.models.jina_xlmr import JinaXLMRConfig, JinaXLMRModel, is_jina_xlmr_config
 
 if TYPE_CHECKING:
@@ -147,8 +147,8 @@ def resolve_folder(name_or_path: str) -> Path:
         return path
     if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
         raise FileNotFoundError(
-            f"model folder {name_or_path!r} does not exist; pass a local checkpoint folder "
-            "or a Hugging Face repo id such as 'jinaai/jina-colbert-v2'"
+            f"model folder {name_or_path!r} does not exist; {LOCAL_FOLDER_FIX} or a Hugging "
+            "Face repo id such as 'jinaai/jina-colbert-v2'"
         )
     return download(name_or_path)
 
@@ -158,17 +158,19 @@ def load_checkpoint(name_or_path: str, options: LoadOptions) -> Checkpoint:
     folder = resolve_folder(name_or_path)
     config = _read_json(folder / "config.json") if (folder / "config.json").exists() else None
     modules_file = folder / "modules.json"
+    if config is not None:
+        _refuse_remote_code(folder, config, options)
     if config is not None and "HF_ColBERT" in (config.get("architectures") or []):
         loader = _load_stanford
     elif modules_file.exists() and _pylate_dense_folders(folder):
         loader = _load_pylate
-    elif config is not None and (options.trust_remote_code or "auto_map" not in config):
+    elif config is not None:
         loader = _load_plain
     else:
         raise ValueError(
             f"{folder} is not a checkpoint layout maxsim recognises. Supported layouts: "
             + "; ".join(SUPPORTED_LAYOUTS)
-            + ". For another architecture with remote code, pass trust_remote_code=True."
+            + "."
         )
     checkpoint = loader(folder, name_or_path, config or {}, options)
     checkpoint.check_lengths()
@@ -224,6 +226,10 @@ def _load_pylate(
     settings_file = folder / "config_sentence_transformers.json"
     settings = _read_json(settings_file) if settings_file.exists() else {}
     transformer_folder = folder / _transformer_module_path(folder)
+    if transformer_folder != folder and (transformer_folder / "config.json").exists():
+        _refuse_remote_code(
+            transformer_folder, _read_json(transformer_folder / "config.json"), options
+        )
     tokenizer = _load_tokenizer(transformer_folder, options)
     backbone = _pretrained_backbone(transformer_folder, options)
     projection = nn.Sequential(*(_load_dense(path) for path in _pylate_dense_folders(folder)))
@@ -266,6 +272,25 @@ def _load_plain(
         pad_token_id=pad_token_id,
     )
     return Checkpoint(name, "plain", backbone, nn.Sequential(), tokenizer, rules)
+
+
+def _refuse_remote_code(folder: Path, config: dict[str, Any], options: LoadOptions) -> None:
+    """A config whose model is remote code (auto_map) needs trust_remote_code=True.
+
+    jina-colbert-v2's own auto_map is not needed: maxsim runs that backbone natively.
+    """
+    auto_map = config.get("auto_map")
+    if not auto_map or options.trust_remote_code or is_jina_xlmr_config(config):
+        return
+    model_class = auto_map.get("AutoModel", auto_map) if isinstance(auto_map, dict) else auto_map
+    raise ValueError(
+        f"{folder}/config.json names a model that runs as remote code ({model_class}), which "
+        "maxsim does not run by default. Supported layouts: "
+        + "; ".join(SUPPORTED_LAYOUTS)
+        + ". For jina-colbert-v1-en (JinaBERT) use jinaai/jina-colbert-v2, which maxsim runs "
+        "natively; to run another architecture's remote code through transformers, pass "
+        "trust_remote_code=True."
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from maxsim.encoder import DEFAULT_MODEL, ColBERT
+from maxsim.hub import LOCAL_FOLDER_FIX
 from maxsim.stores import DocumentStore, LateInteractionStore, load_store
 from maxsim.stores.persistence import MANIFEST
 from maxsim.validation import check_text, check_texts
@@ -293,10 +294,12 @@ def _load_model(name: str) -> ColBERT:
         return ColBERT.from_pretrained(name)
     except (OSError, ValueError) as error:
         detail = str(error).rstrip(".")
-        raise ValueError(
-            f"cannot load model {name!r}: {detail}; pass a local checkpoint folder with "
-            "--model PATH"
-        ) from error
+        where = f"{LOCAL_FOLDER_FIX} with --model PATH"
+        if LOCAL_FOLDER_FIX in detail:
+            detail = detail.replace(LOCAL_FOLDER_FIX, where, 1)
+        else:
+            detail = f"{detail}; {where}"
+        raise ValueError(f"cannot load model {name!r}: {detail}") from error
 
 
 def _quiet_transformers() -> None:

@@ -34,6 +34,7 @@ TOKENIZER_SETTINGS = (
     "merges.txt",
 )
 SAFETENSORS = ("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors")
+LOCAL_FOLDER_FIX = "pass a local checkpoint folder"
 LEGACY_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin")
 
 
@@ -72,8 +73,7 @@ def download(repo_id: str) -> Path:
         except Exception as error:
             raise OSError(
                 f"could not download {repo_id!r} from the Hugging Face hub "
-                f"({_reason(error)}); check the name and the network, or pass a local "
-                "checkpoint folder"
+                f"({_reason(error)}); check the name and the network, or {LOCAL_FOLDER_FIX}"
             ) from error
 
     folder = fetch([*LAYOUT_FILES, *TOKENIZER_FILES, *TOKENIZER_SETTINGS])
@@ -89,7 +89,9 @@ def download(repo_id: str) -> Path:
     ]
     extra += [_inside(path, "config.json") for path in dense_folders]
     weight_folders = [*encoder_folders, *dense_folders]
-    folder = fetch([*extra, *(_inside(path, name) for path in weight_folders for name in SAFETENSORS)])
+    folder = fetch(
+        [*extra, *(_inside(path, name) for path in weight_folders for name in SAFETENSORS)]
+    )
     legacy = [path for path in weight_folders if not any((folder / path).glob("*.safetensors"))]
     if legacy:
         folder = fetch([_inside(path, name) for path in legacy for name in LEGACY_WEIGHTS])
