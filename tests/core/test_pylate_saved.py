@@ -17,7 +17,7 @@ from safetensors.numpy import load_file
 import maxsim
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-FOLDERS = ["pylate-default", "pylate-custom-prefixes"]
+FOLDERS = ["pylate-default", "pylate-custom-prefixes", "pylate-modernbert"]
 TEXTS = {"query": "queries", "document": "documents"}
 
 
@@ -73,6 +73,20 @@ def test_custom_prefixes_and_settings_are_read() -> None:
     assert model.rules.document_prefix_ids == (model.tokenizer.convert_tokens_to_ids("[unused1]"),)
     assert (model.query_length, model.document_length, model.dim) == (12, 20, 8)
     assert model.rules.attend_to_expansion
+
+
+def test_modernbert_folder_is_shaped_like_gte_moderncolbert() -> None:
+    folder = FIXTURES / "pylate-modernbert"
+    model = _load(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    saved = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    added = {token["content"]: token["id"] for token in saved["added_tokens"]}
+    assert type(model._backbone.model).__name__ == "ModernBertModel"
+    assert model.rules.query_prefix_ids == (added["[Q] "],)
+    assert model.rules.document_prefix_ids == (added["[D] "],)
+    arrays, _ = _outputs(folder)
+    longest = max(len(arrays[f"document_ids_{i}"]) for i in range(4))
+    assert longest > config["local_attention"]  # the sliding-window layers matter
 
 
 def _with_prefixes(tmp_path: Path, query_prefix: str, document_prefix: str) -> Path:
