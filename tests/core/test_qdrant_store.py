@@ -11,6 +11,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from maxsim.stores import Hit, LateInteractionStore, QdrantStore, Record
+from maxsim.stores.first_stage import MeanPooling, Muvera
 from maxsim.testing import FakeColBERT
 
 VOCABULARY = [f"w{i}" for i in range(40)]
@@ -111,10 +112,13 @@ def store(model: FakeColBERT) -> QdrantStore:
     return QdrantStore(model, QdrantClient(":memory:"), "docs")
 
 
-def assert_same_hits(full: list[Hit], actual: list[Hit], k: int, tolerance: float = 1e-3) -> None:
+def assert_same_hits(
+    full: list[Hit], actual: list[Hit], k: int, tolerance: float = 1e-3, chunks: bool = True
+) -> None:
     """`actual` is a top-k of the reference ranking `full` (every match, best first):
     the same scores rank by rank, each hit scored and described as the reference has
-    it. Documents with equal scores may come in either order."""
+    it. Documents with equal scores may come in either order (and windows with equal
+    scores when `chunks` is false)."""
     expected = full[:k]
     assert len(actual) == len(expected)
     assert len({hit.id for hit in actual}) == len(actual)
@@ -124,7 +128,8 @@ def assert_same_hits(full: list[Hit], actual: list[Hit], k: int, tolerance: floa
         same = reference[got.id]
         assert got.score == pytest.approx(same.score, abs=tolerance)
         assert got.normalized_score == pytest.approx(same.normalized_score, abs=tolerance)
-        assert (got.text, got.metadata, got.chunk) == (same.text, same.metadata, same.chunk)
+        assert (got.text, got.metadata) == (same.text, same.metadata)
+        assert got.chunk == same.chunk or not chunks
 
 
 def points(store: QdrantStore) -> int:
@@ -307,7 +312,7 @@ def test_a_path_client_persists(model: FakeColBERT, tmp_path: Path) -> None:
         after = reopened.search_many(QUERIES, k=k, filter={"draft": False})
         for full, hits in zip(before, after, strict=True):
             assert_same_hits(full, hits, k, tolerance=1e-6)
-    with pytest.raises(ValueError, match=r"size 16.*dim 8"):
+    with pytest.raises(ValueError, match=r"dim 16.*dim 8"):
         QdrantStore(FakeColBERT(dim=8), client, "saved")
     client.close()
 
@@ -320,15 +325,40 @@ def test_collection_checks(model: FakeColBERT) -> None:
         QdrantStore(model, client, "absent", create=False)
     assert not client.collection_exists("absent")
     client.create_collection("flat", models.VectorParams(size=16, distance=models.Distance.DOT))
-    with pytest.raises(ValueError, match="MAX_SIM"):
+    with pytest.raises(ValueError, match="single vectors.*not a QdrantStore collection"):
         QdrantStore(model, client, "flat")
     client.create_collection(
         "named", {"colbert": models.VectorParams(size=16, distance=models.Distance.DOT)}
     )
-    with pytest.raises(ValueError, match="named vectors"):
+    with pytest.raises(ValueError, match="not made by this QdrantStore"):
         QdrantStore(model, client, "named")
+    QdrantStore(model, client, "mean", first_stage="mean")
+    with pytest.raises(ValueError, match=r"first_stage=MeanPooling\(\)"):
+        QdrantStore(model, client, "mean")
+    QdrantStore(model, client, "single", first_stage=None)
+    with pytest.raises(ValueError, match="first_stage=None"):
+        QdrantStore(model, client, "single")
+    with pytest.raises(ValueError, match="dim_proj must be at least 1"):
+        Muvera(dim_proj=0)
     with pytest.raises(TypeError, match="maxsim encoder"):
         QdrantStore("model", client, "docs")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"first_stage": "pooled"}, ValueError, "first_stage must be 'muvera', 'mean', None"),
+        ({"candidates": 0}, ValueError, "candidates must be at least 1"),
+        ({"collection_options": {"vectors_config": {}}}, ValueError, "cannot set"),
+    ],
+)
+def test_bad_options_are_refused(
+    model: FakeColBERT, options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    client = QdrantClient(":memory:")
+    with pytest.raises(error, match=message):
+        QdrantStore(model, client, "docs", **options)
+    assert not client.collection_exists("docs")
 
 
 @pytest.mark.parametrize(
@@ -388,3 +418,304 @@ def test_missing_qdrant_client_names_the_extra(
     monkeypatch.setitem(sys.modules, "qdrant_client", None)
     with pytest.raises(ImportError, match=r'pip install "maxsim\[qdrant\]"'):
         QdrantStore(model, None, "docs")  # type: ignore[arg-type]
+
+
+FIRST_STAGES = ["muvera", "mean", None]
+
+
+@pytest.fixture(scope="module", params=FIRST_STAGES)
+def staged(request: pytest.FixtureRequest, model: FakeColBERT) -> QdrantStore:
+    store = QdrantStore(
+        model, QdrantClient(":memory:"), "staged", first_stage=request.param, candidates=len(IDS)
+    )
+    store.add(TEXTS, METADATAS, IDS)
+    return store
+
+
+def test_all_candidates_give_the_exact_ranking(
+    staged: QdrantStore, memory: LateInteractionStore
+) -> None:
+    for query in QUERIES:
+        expected = memory.search(query, ALL)
+        assert_same_hits(expected, staged.search(query, 10), 10)
+    for filter in FILTERS[::4]:
+        expected = memory.search(QUERIES[0], ALL, filter=filter)
+        assert_same_hits(expected, staged.search(QUERIES[0], 5, filter=filter), 5)
+
+
+@pytest.mark.parametrize("first_stage", ["muvera", "mean"])
+def test_filters_hold_in_both_stages(
+    model: FakeColBERT, memory: LateInteractionStore, first_stage: str
+) -> None:
+    store = QdrantStore(
+        model, QdrantClient(":memory:"), "few", first_stage=first_stage, candidates=4
+    )
+    store.add(TEXTS, METADATAS, IDS)
+    for filter in ({"lang": "de"}, {"year": {"$lt": 2010}}, {"draft": True, "lang": "fr"}):
+        matching = {hit.id for hit in memory.search("w1", ALL, filter=filter)}
+        hits = store.search("w1", k=4, filter=filter)
+        # The first stage kept only matching points: 4 candidates still give 4 hits.
+        assert len(hits) == min(4, len(matching))
+        assert {hit.id for hit in hits} <= matching
+
+
+def test_collection_layout(model: FakeColBERT) -> None:
+    from qdrant_client import models
+
+    client = QdrantClient(":memory:")
+    sizes = {"muvera": 20 * 2**4 * 16, "mean": 16}
+    for first_stage in ["muvera", "mean", None]:
+        name = f"layout-{first_stage}"
+        QdrantStore(model, client, name, first_stage=first_stage)
+        config = client.get_collection(name).config
+        vectors = config.params.vectors
+        assert isinstance(vectors, dict)
+        tokens = vectors["tokens"]
+        assert tokens.multivector_config.comparator == models.MultiVectorComparator.MAX_SIM
+        assert tokens.hnsw_config is not None and tokens.hnsw_config.m == 0
+        assert (tokens.size, tokens.distance) == (16, models.Distance.DOT)
+        assert set(vectors) == {"tokens"} | ({first_stage} if first_stage else set())
+        if first_stage:
+            assert vectors[first_stage].size == sizes[first_stage]
+            assert vectors[first_stage].multivector_config is None
+            assert vectors[first_stage].hnsw_config is None
+        assert config.metadata["maxsim"]["first_stage"] == (
+            None
+            if first_stage is None
+            else {"muvera": Muvera(), "mean": MeanPooling()}[first_stage].settings()
+        )
+
+
+@pytest.mark.parametrize("first_stage", FIRST_STAGES)
+def test_windows_group_by_document_whatever_the_chunk_size(
+    model: FakeColBERT, first_stage: str | None
+) -> None:
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=(2, 16)).astype(np.float32)
+    near = np.repeat(query[:1], 3, axis=0) + rng.normal(scale=0.01, size=(3, 16))
+    windows = {
+        "a": [near.astype(np.float32), (near * 0.9).astype(np.float32)],
+        "b": [(near * 0.5).astype(np.float32)],
+        "c": [(near * -1).astype(np.float32)],
+    }
+    store = QdrantStore(model, QdrantClient(":memory:"), "windows", first_stage=first_stage)
+    store.add_embeddings(list(windows.values()), ids=list(windows))
+    reference = LateInteractionStore(model, dtype="float32")
+    reference.add_embeddings(list(windows.values()), ids=list(windows))
+    hits = store.search_embeddings([query], k=2)[0]
+    assert [hit.id for hit in hits] == ["a", "b"]
+    assert_same_hits(reference.search_embeddings([query], ALL)[0], hits, 2)
+    assert len(store) == 3
+    assert store.get_vectors(["c", "zz", "a"]).keys() == {"c", "a"}
+
+
+class FailingClient:
+    """A QdrantClient that fails the `fail_on`-th upsert, after running `before_failing`."""
+
+    def __init__(self, client: QdrantClient, fail_on: int, before_failing: Any) -> None:
+        self._client = client
+        self.fail_on = fail_on
+        self.before_failing = before_failing
+        self.upserts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def upsert(self, *args: Any, **kwargs: Any) -> Any:
+        self.upserts += 1
+        if self.upserts == self.fail_on:
+            self.before_failing()
+            raise ConnectionError("Qdrant went away")
+        return self._client.upsert(*args, **kwargs)
+
+
+def test_a_failed_update_leaves_the_old_version_whole(
+    model: FakeColBERT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import maxsim.stores.qdrant as qdrant_module
+
+    old_texts = ["w1 w2 w3 w4", "w5 w6 w7 w8", "w9 w10 w11 w12"]
+    new_texts = ["w20 w21 w22", "w23 w24 w25", "w26 w27 w28"]
+    ids = ["a", "b", "c"]
+    client = FailingClient(QdrantClient(":memory:"), fail_on=0, before_failing=None)
+    store = QdrantStore(model, client, "versions", chunk_size=4, chunk_overlap=1)  # type: ignore[arg-type]
+    store.add(old_texts, [{"v": 1}] * 3, ids)
+    old_vectors = store.get_vectors(ids)
+    stored = points(store)
+    seen: list[list[Hit]] = []
+
+    def read_midway() -> None:
+        seen.append(store.search("w21 w1 w24 w5", k=3))
+        seen.append(store.search("w21 w1 w24 w5", k=3, filter={"v": 2}))
+
+    monkeypatch.setattr(qdrant_module, "UPSERT_ROWS", 4)
+    client.fail_on, client.before_failing, client.upserts = 2, read_midway, 0
+    with pytest.raises(ConnectionError):
+        store.add(new_texts, [{"v": 2}] * 3, ids)
+    assert client.upserts == 2
+    midway, midway_new = seen
+    assert {hit.id for hit in midway} == set(ids) and midway_new == []
+    for hit in midway + store.search("w21 w1 w24 w5", k=3):
+        assert hit.metadata == {"v": 1} and hit.text in old_texts
+    assert store.search("w21 w24", filter={"v": 2}) == []
+    assert store.get(ids) == [Record(i, t, {"v": 1}) for i, t in zip(ids, old_texts)]
+    after = store.get_vectors(ids)
+    for value in ids:
+        assert len(after[value]) == len(old_vectors[value])
+        for window, old in zip(after[value], old_vectors[value], strict=True):
+            np.testing.assert_array_equal(window, old)
+    assert points(store) == stored
+
+    client.fail_on = 0
+    store.add(new_texts, [{"v": 2}] * 3, ids)
+    assert store.get(ids) == [Record(i, t, {"v": 2}) for i, t in zip(ids, new_texts)]
+    assert all(hit.metadata == {"v": 2} for hit in store.search("w21 w1 w24 w5", k=3))
+    assert points(store) == sum(len(w) for w in store.get_vectors(ids).values())
+
+
+def write_legacy_collection(client: QdrantClient, model: FakeColBERT, name: str) -> None:
+    """A collection as QdrantStore wrote it before first stages and versions."""
+    import uuid
+
+    from qdrant_client import models
+
+    client.create_collection(
+        name,
+        vectors_config=models.VectorParams(
+            size=model.dim,
+            distance=models.Distance.DOT,
+            multivector_config=models.MultiVectorConfig(
+                comparator=models.MultiVectorComparator.MAX_SIM
+            ),
+        ),
+    )
+    windows = model.encode_document_chunks(TEXTS[:20], 8, 2)
+    namespace = uuid.uuid5(uuid.NAMESPACE_DNS, "maxsim.stores.qdrant")
+    points = []
+    for document_id, text, metadata, document in zip(IDS, TEXTS, METADATAS, windows):
+        for chunk, vectors in enumerate(document):
+            payload = {"document_id": document_id, "chunk": chunk, "metadata": metadata}
+            if chunk == 0:
+                payload["text"] = text
+            points.append(
+                models.PointStruct(
+                    id=str(uuid.uuid5(namespace, f"{document_id}#{chunk}")),
+                    vector=vectors.tolist(),
+                    payload=payload,
+                )
+            )
+    client.upsert(name, points)
+
+
+def test_old_collections_are_detected_and_migrated(model: FakeColBERT) -> None:
+    client = QdrantClient(":memory:")
+    write_legacy_collection(client, model, "old")
+    with pytest.raises(ValueError, match=r"older QdrantStore.*QdrantStore.migrate\("):
+        QdrantStore(model, client, "old")
+    store = QdrantStore.migrate(model, client, "old", "new", first_stage="mean", candidates=ALL)
+    reference = LateInteractionStore(model, dtype="float32", chunk_size=8, chunk_overlap=2)
+    reference.add(TEXTS[:20], METADATAS[:20], IDS[:20])
+    assert len(store) == 20 and client.collection_exists("old")
+    for query in QUERIES:
+        assert_same_hits(reference.search(query, ALL), store.search(query, 5), 5, chunks=False)
+    with pytest.raises(ValueError, match="not an older QdrantStore collection"):
+        QdrantStore.migrate(model, client, "new", "newer")
+
+
+def test_save_and_load_reconnect(model: FakeColBERT, tmp_path: Path) -> None:
+    import json
+
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    store = QdrantStore(
+        model, client, "kept", first_stage="mean", candidates=7, chunk_size=8, chunk_overlap=2
+    )
+    store.add(TEXTS[:15], METADATAS[:15], IDS[:15])
+    before = store.search_many(QUERIES, k=15)
+    store.save(tmp_path / "saved")
+    manifest = json.loads((tmp_path / "saved" / "store.json").read_text())
+    assert manifest["format"] == "maxsim.QdrantStore" and manifest["format_version"] == 1
+    assert manifest["collection_name"] == "kept"
+    assert manifest["connection"]["path"] == str((tmp_path / "qdrant").resolve())
+    loaded = QdrantStore.load(tmp_path / "saved", model, client=client)
+    assert (loaded.candidates, loaded.chunk_size, loaded.first_stage) == (7, 8, MeanPooling())
+    client.close()
+
+    loaded = QdrantStore.load(tmp_path / "saved", model)
+    assert len(loaded) == 15
+    for expected, hits in zip(before, loaded.search_many(QUERIES, k=5), strict=True):
+        assert_same_hits(expected, hits, 5, tolerance=1e-6, chunks=False)
+    other = FakeColBERT(dim=16)
+    other.name = "another-model"
+    with pytest.raises(ValueError, match="force=True"):
+        QdrantStore.load(tmp_path / "saved", other, client=loaded.client)
+    assert QdrantStore.load(tmp_path / "saved", other, force=True, client=loaded.client)
+    with pytest.raises(ValueError, match="dim 16"):
+        QdrantStore.load(tmp_path / "saved", FakeColBERT(dim=8), force=True)
+    with pytest.raises(TypeError, match="pass one"):
+        QdrantStore.load(tmp_path / "saved", model, client=loaded.client, timeout=3)
+    with pytest.raises(ValueError, match=r"use a Qdrant server.*path="):
+        QdrantStore(model, QdrantClient(":memory:"), "gone").save(tmp_path / "memory")
+    assert not (tmp_path / "memory" / "store.json").exists()
+    LateInteractionStore(model).save(tmp_path / "exact")
+    with pytest.raises(ValueError, match="'maxsim.LateInteractionStore' store, not"):
+        QdrantStore.load(tmp_path / "exact", model)
+    with pytest.raises(FileNotFoundError, match="store.json"):
+        QdrantStore.load(tmp_path / "nothing", model)
+    loaded.client.close()
+
+
+LIST_FILTERS: list[dict[str, Any]] = [
+    {"t": "x"},
+    {"t": {"$in": ["y", "z"]}},
+    {"t": {"$ne": "x"}},
+    {"t": {"$nin": ["x"]}},
+    {"t": {"$exists": True}},
+    {"t": {"$exists": False}},
+    {"n": {"$gte": 2}},
+]
+
+
+def test_get_where_and_delete_where_follow_search(model: FakeColBERT) -> None:
+    texts = ["a b", "a c", "a d", "a e", "a f"]
+    metadatas: list[dict[str, Any]] = [
+        {"t": []},
+        {"t": None},
+        {"t": ["x", "y"]},
+        {"t": "x", "n": 3},
+        {"n": [1, 2]},
+    ]
+    ids = ["empty", "null", "list", "plain", "numbers"]
+    client = QdrantClient(":memory:")
+    store = QdrantStore(model, client, "where", first_stage="mean", chunk_size=4, chunk_overlap=1)
+    store.add([t + " g h i j k" for t in texts], metadatas, ids)
+    assert {record.id for record in store.get_where(None)} == set(ids)
+    for number, filter in enumerate(LIST_FILTERS):
+        searched = sorted(hit.id for hit in store.search("a", ALL, filter=filter))
+        assert 0 < len(searched) < len(ids), filter
+        records = store.get_where(filter)
+        assert sorted(record.id for record in records) == searched, filter
+        assert records == store.get([record.id for record in records])
+        copy = QdrantStore(model, client, f"copy-{number}", first_stage="mean")
+        copy.add(texts, metadatas, ids)
+        assert copy.delete_where(filter) == len(searched)
+        assert sorted(record.id for record in copy) == sorted(set(ids) - set(searched)), filter
+        assert copy.search("a", ALL, filter=filter) == []
+    with pytest.raises(ValueError, match="clear"):
+        store.delete_where(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="dict filter"):
+        store.get_where(lambda metadata: True)
+    assert store.delete_where({"t": "nothing-has-this"}) == 0
+    assert len(store) == len(ids)
+
+
+def test_get_vectors_returns_the_stored_windows(model: FakeColBERT, store: QdrantStore) -> None:
+    vectors = model.encode_document_chunks(TEXTS[:5], 4, 1)
+    store.add_embeddings(vectors, ids=IDS[:5])
+    found = store.get_vectors([IDS[3], "unknown", IDS[0]])
+    assert list(found) == [IDS[3], IDS[0]]
+    for value, position in ((IDS[3], 3), (IDS[0], 0)):
+        assert len(found[value]) == len(vectors[position]) > 1
+        for window, expected in zip(found[value], vectors[position], strict=True):
+            assert window.dtype == np.float32
+            np.testing.assert_allclose(window, expected, atol=1e-6)
+    assert store.get_vectors([]) == {}

@@ -1,78 +1,96 @@
-"""`QdrantStore`: the `LateInteractionStore` API on a Qdrant multivector collection."""
+"""`QdrantStore`: the `DocumentStore` API on a Qdrant collection, searched in two stages."""
 
 from __future__ import annotations
 
-import json
-import math
-import re
+import logging
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
-from maxsim.filters import MetadataFilter, compile_filter
+from maxsim.filters import MetadataFilter
 from maxsim.late_interaction import LateInteractionEncoder
+from maxsim.stores import qdrant_manifest
 from maxsim.stores.base import DocumentStore, Hit, Record, check_ids
-from maxsim.stores.persistence import MANIFEST, write_atomically
+from maxsim.stores.first_stage import FirstStage, as_first_stage, from_settings
+from maxsim.stores.qdrant_filters import qdrant_models, to_qdrant_filter
+from maxsim.validation import check_positive_int
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
-    from qdrant_client.http import models
 
-FORMAT_VERSION = 1
-SECRET_OPTIONS = ("api_key", "auth_token_provider")
+__all__ = ["QdrantStore", "point_id", "to_qdrant_filter"]
+
+logger = logging.getLogger("maxsim")
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "maxsim.stores.qdrant")
+TOKENS = "tokens"
+LAYOUT = 2
 UPSERT_ROWS = 8192
 SCROLL_PAGE = 256
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+RESERVED_OPTIONS = ("collection_name", "vectors_config", "metadata")
+Texts = dict[tuple[str, int], "str | None"]
+PAYLOAD_INDEXES = (
+    ("document_id", "keyword"),
+    ("chunk", "integer"),
+    ("version", "integer"),
+    ("live", "bool"),
+)
 
 
-def _models() -> Any:
-    """`qdrant_client.models`, imported on first use."""
-    try:
-        from qdrant_client import models
-    except ImportError as error:
-        raise ImportError(
-            'QdrantStore needs the qdrant-client package: pip install "maxsim[qdrant]"'
-        ) from error
-    return models
-
-
-def point_id(document_id: str, chunk: int) -> str:
-    """The Qdrant point id (a uuid5) of window `chunk` of document `document_id`."""
-    return str(uuid.uuid5(NAMESPACE, f"{document_id}#{chunk}"))
+def point_id(document_id: str, version: int, chunk: int) -> str:
+    """The Qdrant point id (a uuid5) of window `chunk` of one version of a document."""
+    return str(uuid.uuid5(NAMESPACE, f"{document_id}#{version}#{chunk}"))
 
 
 class QdrantStore(DocumentStore):
-    """Documents as Qdrant multivector points, searched with MaxSim inside Qdrant.
+    """Documents as Qdrant points, found by a first-stage vector and ranked by MaxSim.
 
-    The same methods as `LateInteractionStore`, on a collection of a local (embedded)
-    or remote Qdrant. Token vectors go in as they come from the model; the collection
-    compares them by dot product summed with MAX_SIM, so scores equal maxsim's.
+    Each window of a document is a point holding its token vectors (a MAX_SIM
+    multivector named "tokens", stored without an HNSW graph: `m=0`) and, unless
+    `first_stage=None`, one first-stage vector. A search is one `query_points` call:
+    Qdrant's HNSW index on the first-stage vector `prefetch`es `candidates` points, and
+    MaxSim over their token vectors ranks them; hits are grouped by document id, so a
+    document stored as several windows comes back once, with its best window.
 
     Args:
         model: the encoder for documents and queries (`maxsim.ColBERT`, `FakeColBERT`).
         client: a `qdrant_client.QdrantClient`, embedded (`":memory:"`, `path=...`) or
-            connected to a server (`url=...`).
-        collection_name: the collection to use; created with the model's dim when
-            missing and `create` is true. An existing one must hold an unnamed MAX_SIM
-            multivector of dot products with the model's dim.
-        chunk_size: store documents longer than this many tokens as overlapping windows,
-            one point each; a hit reports the best window. None truncates them.
+            connected to a server or cluster (`url=...`).
+        collection_name: the collection; created when missing and `create` is true.
+        first_stage: "muvera" (default: MUVERA encodings from fastembed, the better
+            candidates, for collections past ~100k points), "mean" (mean pooling: a
+            `dim`-float vector, cheap, needs more `candidates` for the same recall),
+            a `maxsim.stores.first_stage.Muvera(...)` / `MeanPooling()`, or None:
+            every search scores every matching point exactly (fine below ~100k points).
+            An existing collection must have been made with the same first stage.
+        candidates: points the first stage hands to MaxSim per search (at least `k`).
+        chunk_size: `add` stores documents longer than this many tokens as overlapping
+            windows, one point each. None truncates them.
         chunk_overlap: tokens shared by consecutive windows.
         create: create the collection when it is missing (else raise ValueError).
+        on_disk: keep the token vectors on disk (memory-mapped) rather than in RAM.
+        collection_options: more `create_collection` arguments for a new collection,
+            such as `shard_number`, `replication_factor`, `on_disk_payload`,
+            `quantization_config` or `optimizers_config` (see the README's recipe).
 
-    Each window is a point with id `point_id(document_id, chunk)` and payload
-    `{"document_id", "chunk", "metadata"}`, plus `"text"` on window 0. Iteration
-    order is Qdrant's (by point id). Local mode scores every point; a server searches
-    the collection's index (HNSW: approximate) as for any Qdrant query.
+    Updates are all-or-nothing per call: a new version of each document is written
+    invisibly (payload `live=False`, its own point ids), then published in one request
+    that marks it live and deletes older versions. Searches, `get`, iteration and
+    `get_vectors` read live points only, so a failed `add` leaves the previous version
+    whole and searchable, and a reader never combines two versions' windows, text and
+    metadata in one hit. While the publishing request runs a reader may see the old or
+    the new version of a document (each whole); `get` then reports the newer one. What
+    a failure leaves behind stays invisible and goes with the next write of those ids.
+    Write one id from one process at a time: Qdrant has no transactions across points.
 
-    Filters are the dict grammar of `maxsim.filters`, run by Qdrant on
-    `metadata.<field>` with Qdrant's rules where they differ: a list field matches a
+    Filters are the dict grammar of `maxsim.filters`, run by Qdrant in both stages on
+    `metadata.<field>`, with Qdrant's rules where they differ: a list field matches a
     value when any element does (an empty list counts as missing for `$exists`), an
     int matches int values only, and ranges take numbers. A callable cannot be sent.
 
@@ -90,8 +108,8 @@ class QdrantStore(DocumentStore):
         >>> server = QdrantClient(url="http://localhost:6333")  # doctest: +SKIP
     """
 
-    format = "maxsim.QdrantStore"
-    supports_callable_filters = False
+    format: ClassVar[str] = "maxsim.QdrantStore"
+    supports_callable_filters: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -99,167 +117,151 @@ class QdrantStore(DocumentStore):
         client: QdrantClient,
         collection_name: str,
         *,
+        first_stage: FirstStage | str | None = "muvera",
+        candidates: int = 256,
         chunk_size: int | None = None,
         chunk_overlap: int = 64,
         create: bool = True,
+        on_disk: bool = False,
+        collection_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self._models = _models()
+        self._models = qdrant_models()
         if not isinstance(collection_name, str) or not collection_name:
             raise TypeError(f"collection_name must be a non-empty string, got {collection_name!r}")
         super().__init__(model, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+        self.first_stage = as_first_stage(first_stage)
+        self.candidates = check_positive_int(candidates, "candidates")
         self.client = client
         self.collection_name = collection_name
+        self._version_lock = threading.Lock()
+        self._last_version = 0
         if client.collection_exists(collection_name):
             self._check_collection()
         elif create:
-            self._create_collection()
+            self._create_collection(on_disk, dict(collection_options or {}))
         else:
             raise ValueError(
                 f"Qdrant collection {collection_name!r} does not exist; pass create=True "
                 "to create it"
             )
 
-    def _create_collection(self) -> None:
+    def _create_collection(self, on_disk: bool, options: dict[str, Any]) -> None:
         m = self._models
-        self.client.create_collection(
-            self.collection_name,
-            vectors_config=m.VectorParams(
-                size=self.model.dim,
+        reserved = [name for name in RESERVED_OPTIONS if name in options]
+        if reserved:
+            raise ValueError(
+                f"collection_options cannot set {reserved}: QdrantStore chooses the vectors "
+                "and metadata (use first_stage= and on_disk=)"
+            )
+        dim = self.model.dim
+        vectors = {
+            TOKENS: m.VectorParams(
+                size=dim,
                 distance=m.Distance.DOT,
                 multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
-            ),
+                hnsw_config=m.HnswConfigDiff(m=0),
+                on_disk=on_disk or None,
+            )
+        }
+        if self.first_stage is not None:
+            vectors[self.first_stage.kind] = m.VectorParams(
+                size=self.first_stage.size(dim), distance=m.Distance(self.first_stage.distance)
+            )
+        # Every update deletes the replaced version's points: vacuum segments sooner.
+        options.setdefault("optimizers_config", m.OptimizersConfigDiff(deleted_threshold=0.1))
+        self.client.create_collection(
+            self.collection_name,
+            vectors_config=vectors,
+            metadata={"maxsim": self._settings()},
+            **options,
         )
-        # A server uses these for deletes, counts and grouping; local mode warns and ignores.
+        # A server uses these for filters, deletes and grouping; local mode warns and ignores.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            for field, schema in (
-                ("document_id", m.PayloadSchemaType.KEYWORD),
-                ("chunk", m.PayloadSchemaType.INTEGER),
-            ):
-                self.client.create_payload_index(self.collection_name, field, schema, wait=True)
+            for field, schema in PAYLOAD_INDEXES:
+                self.client.create_payload_index(
+                    self.collection_name, field, m.PayloadSchemaType(schema), wait=True
+                )
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "layout": LAYOUT,
+            "model": self.model.name,
+            "dim": self.model.dim,
+            "first_stage": None if self.first_stage is None else self.first_stage.settings(),
+        }
 
     def _check_collection(self) -> None:
-        m = self._models
         name = self.collection_name
-        params = self.client.get_collection(name).config.params.vectors
-        if not isinstance(params, m.VectorParams):
+        config = self.client.get_collection(name).config
+        settings = (config.metadata or {}).get("maxsim")
+        if isinstance(config.params.vectors, self._models.VectorParams) and settings is None:
+            raise ValueError(qdrant_manifest.legacy_message(name, config.params.vectors))
+        if not isinstance(settings, dict) or settings.get("layout") != LAYOUT:
             raise ValueError(
-                f"Qdrant collection {name!r} has named vectors; QdrantStore needs a collection "
-                "with one unnamed multivector (let it create a new collection)"
+                f"Qdrant collection {name!r} was not made by this QdrantStore (no maxsim "
+                f"layout {LAYOUT} in its metadata); use another collection name"
             )
-        if params.size != self.model.dim:
+        if settings.get("dim") != self.model.dim:
             raise ValueError(
-                f"Qdrant collection {name!r} holds vectors of size {params.size}, but model "
-                f"{self.model.name!r} has dim {self.model.dim}; use another collection or the "
-                "model it was filled with"
+                f"Qdrant collection {name!r} holds vectors of dim {settings.get('dim')}, but "
+                f"model {self.model.name!r} has dim {self.model.dim}; use another collection "
+                "or the model it was filled with"
             )
-        comparator = params.multivector_config and params.multivector_config.comparator
-        if comparator != m.MultiVectorComparator.MAX_SIM or params.distance != m.Distance.DOT:
+        stored = from_settings(settings.get("first_stage"))
+        if stored != self.first_stage:
+            wanted = "None" if stored is None else repr(stored)
             raise ValueError(
-                f"Qdrant collection {name!r} compares vectors by {params.distance} without "
-                "MAX_SIM multivectors; QdrantStore needs Distance.DOT with "
-                "MultiVectorComparator.MAX_SIM (let it create a new collection)"
+                f"Qdrant collection {name!r} was made with first_stage={wanted}; pass that "
+                "(a first stage must match the vectors stored), or use another collection"
             )
 
-    def __len__(self) -> int:
-        return int(
-            self.client.count(
-                self.collection_name, count_filter=self._first_windows(), exact=True
-            ).count
-        )
+    @classmethod
+    def migrate(
+        cls,
+        model: LateInteractionEncoder,
+        client: QdrantClient,
+        source: str,
+        target: str,
+        **options: Any,
+    ) -> QdrantStore:
+        """Copy a collection made by an older QdrantStore (one unnamed multivector) into
+        a new collection `target` of this layout; `source` is left as it was.
 
-    def __iter__(self) -> Iterator[Record]:
-        return (_record(point.payload) for point in self._scroll(self._first_windows()))
-
-    def _scroll(self, scroll_filter: Any, *, with_vectors: bool = False) -> Iterator[Any]:
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                self.collection_name,
-                scroll_filter=scroll_filter,
-                limit=SCROLL_PAGE,
-                offset=offset,
-                with_payload=True,
-                with_vectors=with_vectors,
-            )
-            yield from points
-            if offset is None:
-                return
-
-    def get_where(self, filter: MetadataFilter | None = None) -> list[Record]:
-        """The stored records matching `filter`, selected by Qdrant with its rules (as
-        `search` does)."""
-        condition = self._first_windows()
-        query_filter = self._prepare_filter(filter)
-        if query_filter is not None:
-            condition = self._models.Filter(must=[condition, query_filter])
-        return [_record(point.payload) for point in self._scroll(condition)]
-
-    def delete_where(self, filter: MetadataFilter) -> int:
-        """Remove the documents matching `filter` (Qdrant's rules, as `search`) with one
-        filtered delete inside Qdrant; returns how many went."""
-        if filter is None:
-            raise ValueError("delete_where needs a filter; call clear() to remove everything")
-        query_filter = self._prepare_filter(filter)
-        count = self.client.count(
-            self.collection_name,
-            count_filter=self._models.Filter(must=[self._first_windows(), query_filter]),
-            exact=True,
-        ).count
-        self._delete_where(query_filter)
-        return int(count)
-
-    def get_vectors(self, ids: Sequence[str]) -> dict[str, list[np.ndarray]]:
-        """Per stored id of `ids`, its windows' vectors as float32 arrays, in window order."""
-        unique = list(dict.fromkeys(check_ids(ids)))
-        if not unique:
-            return {}
-        windows: dict[str, dict[int, np.ndarray]] = {}
-        for point in self._scroll(
-            self._models.Filter(must=[self._documents(unique)]), with_vectors=True
-        ):
-            payload = point.payload or {}
-            windows.setdefault(payload["document_id"], {})[int(payload["chunk"])] = np.asarray(
-                point.vector, dtype=np.float32
-            )
-        return {
-            value: [chunks[chunk] for chunk in sorted(chunks)]
-            for value in unique
-            if (chunks := windows.get(value))
-        }
+        `options` go to `QdrantStore(...)` for the new collection (`first_stage=`,
+        `collection_options=`...). Returns the new store; delete `source` once it is
+        checked: `client.delete_collection(source)`.
+        """
+        store = cls(model, client, target, **options)
+        for page in qdrant_manifest.legacy_documents(client, source, SCROLL_PAGE):
+            ids = [document_id for document_id, _, _, _ in page]
+            texts = [text for _, text, _, _ in page]
+            metadatas = [metadata for _, _, metadata, _ in page]
+            windows = [[torch.tensor(w) for w in document] for _, _, _, document in page]
+            store._insert(ids, texts, metadatas, windows)
+        return store
 
     def save(self, path: str | Path) -> None:
-        """Write to folder `path` how to reach this collection (the client's options, less
-        credentials, and the collection name); the documents stay in Qdrant.
+        """Write folder `path`/store.json: how to reconnect to this collection.
+
+        The documents stay in Qdrant; secrets (api_key, headers) are never written, pass
+        them to `load`. An in-memory client cannot be reconnected to.
 
         Raises:
-            ValueError: the client is Qdrant's in-memory mode, which nothing can reopen.
+            ValueError: the client is `QdrantClient(":memory:")`.
         """
-        options = {
-            key: value
-            for key, value in self.client.init_options.items()
-            if key not in SECRET_OPTIONS and value is not None
-        }
-        if options.get("location") == ":memory:":
-            raise ValueError(
-                "a QdrantStore on QdrantClient(':memory:') cannot be reopened; use a server "
-                "(url=...) or local storage (path=...) to save it"
-            )
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        manifest = {
-            "format": self.format,
-            "format_version": FORMAT_VERSION,
-            "collection_name": self.collection_name,
-            "client": options,
-            "settings": {
-                "model": self.model.name,
-                "dim": self.model.dim,
+        qdrant_manifest.save(
+            Path(path),
+            self.format,
+            self.collection_name,
+            qdrant_manifest.connection(self.client),
+            {
+                **self._settings(),
+                "candidates": self.candidates,
                 "chunk_size": self.chunk_size,
                 "chunk_overlap": self.chunk_overlap,
             },
-        }
-        write_atomically(folder / MANIFEST, json.dumps(manifest, ensure_ascii=False))
+        )
 
     @classmethod
     def load(
@@ -269,87 +271,123 @@ class QdrantStore(DocumentStore):
         *,
         force: bool = False,
         client: QdrantClient | None = None,
+        **options: Any,
     ) -> QdrantStore:
-        """Reconnect to the collection that `save` described in folder `path`.
+        """Reconnect to the collection a `save` described; the model must match (name
+        and dim) unless forced.
 
         Args:
-            client: the client to use; by default one made from the saved options (pass
-                one to add credentials such as `api_key`).
+            client: use this client instead of the saved connection.
+            options: `QdrantClient` arguments (`api_key=`, `timeout=`...) when `client` is
+                None; `candidates=` changes the saved candidates limit.
 
         Raises:
-            FileNotFoundError: `path` holds no manifest.
-            ValueError: a malformed manifest, or a model other than the saved one (name
-                and dim) unless `force`.
+            FileNotFoundError: `path` holds no store.json.
+            ValueError: a corrupt manifest, another format, or a model mismatch.
         """
-        manifest_path = Path(path) / MANIFEST
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"{path} holds no saved store ({MANIFEST} is missing)")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            settings = manifest["settings"]
-            name, options = manifest["collection_name"], manifest["client"]
-            if manifest["format"] != cls.format or not isinstance(options, dict):
-                raise ValueError(f"format {manifest['format']!r}")
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{manifest_path} is not a saved QdrantStore: {error}") from error
+        manifest = qdrant_manifest.load(Path(path), cls.format)
+        settings = manifest["settings"]
         if settings["dim"] != model.dim or (settings["model"] != model.name and not force):
             raise ValueError(
                 f"{path} was saved with model {settings['model']!r} (dim {settings['dim']}), "
                 f"not {model.name!r} (dim {model.dim}); load it with that model, or pass "
                 "force=True to use a different model of the same dim"
             )
+        candidates = options.pop("candidates", settings["candidates"])
         if client is None:
-            from qdrant_client import QdrantClient
-
-            client = QdrantClient(**options)
+            client = qdrant_manifest.connect(manifest["connection"], options)
+        elif options:
+            raise TypeError(f"load got client= and client options {sorted(options)}; pass one")
         return cls(
             model,
             client,
-            name,
+            manifest["collection_name"],
+            first_stage=from_settings(settings["first_stage"]),
+            candidates=candidates,
             chunk_size=settings["chunk_size"],
             chunk_overlap=settings["chunk_overlap"],
             create=False,
         )
 
-    def delete(self, ids: Sequence[str]) -> int:
-        """Remove documents by id (unknown ids are ignored); returns how many went."""
-        unique = list(dict.fromkeys(check_ids(ids)))
-        if not unique:
-            return 0
-        found = self.client.retrieve(
-            self.collection_name,
-            [point_id(value, 0) for value in unique],
-            with_payload=False,
-            with_vectors=False,
+    def __len__(self) -> int:
+        count = self.client.count(
+            self.collection_name, count_filter=self._first_windows(), exact=True
         )
-        if found:
-            self._delete_where(self._documents(unique))
-        return len(found)
+        return int(count.count)
+
+    def __iter__(self) -> Iterator[Record]:
+        for point in self._scroll(self._first_windows()):
+            yield _record(point.payload)
 
     def get(self, ids: Sequence[str]) -> list[Record]:
         """Stored records for `ids` in the given order; unknown ids are skipped."""
         ids = check_ids(ids)
         if not ids:
             return []
-        points = self.client.retrieve(
-            self.collection_name,
-            list(dict.fromkeys(point_id(value, 0) for value in ids)),
-            with_payload=True,
-            with_vectors=False,
-        )
-        found = {point.payload["document_id"]: point.payload for point in points if point.payload}
-        return [_record(found[value]) for value in ids if value in found]
+        found = self._latest(self._scroll(self._first_windows(self._documents(ids))))
+        return [_record(found[value].payload) for value in ids if value in found]
+
+    def get_where(self, filter: MetadataFilter | None) -> list[Record]:
+        """Records whose metadata passes `filter`, by Qdrant's rules (as `search`)."""
+        condition = self._prepare_filter(filter)
+        found = self._latest(self._scroll(self._first_windows(condition)))
+        return [_record(point.payload) for point in found.values()]
+
+    def get_vectors(self, ids: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        """Per stored id, its windows' token vectors as float32 [rows, dim] arrays."""
+        ids = check_ids(ids)
+        if not ids:
+            return {}
+        versions: dict[str, tuple[int, dict[int, np.ndarray]]] = {}
+        for point in self._scroll(self._live(self._documents(ids)), vectors=True):
+            payload = point.payload or {}
+            document_id, version = payload["document_id"], int(payload["version"])
+            held = versions.get(document_id)
+            if held is None or held[0] < version:
+                held = versions[document_id] = (version, {})
+            if held[0] == version:
+                vectors = point.vector[TOKENS] if isinstance(point.vector, dict) else point.vector
+                held[1][int(payload["chunk"])] = np.asarray(vectors, dtype=np.float32)
+        result = {}
+        for value in dict.fromkeys(ids):
+            if value in versions:
+                windows = versions[value][1]
+                result[value] = [windows[chunk] for chunk in sorted(windows)]
+        return result
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove documents by id (unknown ids are ignored); returns how many went."""
+        unique = list(dict.fromkeys(check_ids(ids)))
+        if not unique:
+            return 0
+        documents = self._documents(unique)
+        found = self._latest(self._scroll(self._first_windows(documents)))
+        if found:
+            self._delete_where(documents)
+        return len(found)
+
+    def delete_where(self, filter: MetadataFilter) -> int:
+        """Remove the documents whose metadata passes `filter` (Qdrant's rules, as
+        `search`: a list field matches when any item does), with one Qdrant filter
+        delete. Returns how many went.
+
+        Raises:
+            ValueError: `filter` is None (use `clear()` to remove everything).
+        """
+        if filter is None:
+            raise ValueError("delete_where needs a filter; use clear() to remove everything")
+        condition = self._prepare_filter(filter)
+        found = self._latest(self._scroll(self._first_windows(condition)))
+        if found:
+            self._delete_where(condition if condition is not None else self._models.Filter())
+        return len(found)
 
     def clear(self) -> None:
         """Remove every document."""
         self._delete_where(self._models.Filter())
 
     def _prepare_filter(self, filter: MetadataFilter | None) -> Any:
-        """Qdrant runs the filter itself: a dict becomes a payload filter; no callables.
-
-        A list-valued metadata field matches a value when any element does (Qdrant's
-        rule), and range operators compare numbers only.
-        """
+        """Qdrant runs the filter itself: a dict becomes a payload filter; no callables."""
         return to_qdrant_filter(filter)
 
     def _insert(
@@ -359,40 +397,88 @@ class QdrantStore(DocumentStore):
         metadatas: list[dict[str, Any]],
         windows: list[list[torch.Tensor]],
     ) -> None:
-        """Upsert every window, then drop windows left over from longer old versions."""
+        """Write a new version invisibly, then publish it and drop older versions."""
+        m = self._models
+        version = self._next_version()
+        documents = self._documents(ids)
+        written = m.Filter(
+            must=[documents, m.FieldCondition(key="version", match=m.MatchValue(value=version))]
+        )
+        try:
+            for batch in self._batches(ids, texts, metadatas, windows, version):
+                self.client.upsert(self.collection_name, batch, wait=True)
+        except BaseException:
+            self._discard(written, len(ids))
+            raise
+        older = m.FieldCondition(key="version", range=m.Range(lt=version))
+        self.client.batch_update_points(
+            self.collection_name,
+            [
+                m.SetPayloadOperation(
+                    set_payload=m.SetPayload(payload={"live": True}, filter=written)
+                ),
+                m.DeleteOperation(
+                    delete=m.FilterSelector(filter=m.Filter(must=[documents, older]))
+                ),
+            ],
+            wait=True,
+        )
+
+    def _batches(
+        self,
+        ids: list[str],
+        texts: list[str | None],
+        metadatas: list[dict[str, Any]],
+        windows: list[list[torch.Tensor]],
+        version: int,
+    ) -> Iterator[list[Any]]:
+        """Points of the new version (not live yet), in batches of about UPSERT_ROWS rows."""
         m = self._models
         batch: list[Any] = []
         rows = 0
         for document_id, text, metadata, document in zip(
             ids, texts, metadatas, windows, strict=True
         ):
-            for chunk, vectors in enumerate(document):
+            for chunk, tensor in enumerate(document):
+                matrix = tensor.detach().to("cpu", torch.float32).numpy()
                 payload: dict[str, Any] = {
                     "document_id": document_id,
                     "chunk": chunk,
+                    "version": version,
+                    "live": False,
                     "metadata": metadata,
                 }
                 if chunk == 0:
                     payload["text"] = text
-                batch.append(
-                    m.PointStruct(
-                        id=point_id(document_id, chunk),
-                        vector=vectors.detach().to("cpu", torch.float32).tolist(),
-                        payload=payload,
-                    )
-                )
-                rows += vectors.shape[0]
+                vectors: dict[str, Any] = {TOKENS: matrix.tolist()}
+                if self.first_stage is not None:
+                    vectors[self.first_stage.kind] = self.first_stage.document(matrix).tolist()
+                point = point_id(document_id, version, chunk)
+                batch.append(m.PointStruct(id=point, vector=vectors, payload=payload))
+                rows += matrix.shape[0]
                 if rows >= UPSERT_ROWS:
-                    self.client.upsert(self.collection_name, batch, wait=True)
+                    yield batch
                     batch, rows = [], 0
         if batch:
-            self.client.upsert(self.collection_name, batch, wait=True)
-        by_count: dict[int, list[str]] = {}
-        for document_id, document in zip(ids, windows, strict=True):
-            by_count.setdefault(len(document), []).append(document_id)
-        for count, owners in by_count.items():
-            stale = m.FieldCondition(key="chunk", range=m.Range(gte=count))
-            self._delete_where(m.Filter(must=[self._documents(owners), stale]))
+            yield batch
+
+    def _next_version(self) -> int:
+        """A version number (microseconds) above every one this store handed out."""
+        with self._version_lock:
+            self._last_version = max(time.time_ns() // 1000, self._last_version + 1)
+            return self._last_version
+
+    def _discard(self, written: Any, documents: int) -> None:
+        """Remove an unfinished version; if that fails too it stays invisible."""
+        try:
+            self._delete_where(written)
+        except Exception:
+            logger.warning(
+                "QdrantStore: could not remove an unfinished update of %d documents; it "
+                "stays invisible and goes with the next write of those ids",
+                documents,
+                exc_info=True,
+            )
 
     def _delete_where(self, condition: Any) -> None:
         m = self._models
@@ -401,72 +487,106 @@ class QdrantStore(DocumentStore):
 
     def _documents(self, ids: list[str]) -> Any:
         m = self._models
-        return m.FieldCondition(key="document_id", match=m.MatchAny(any=ids))
+        return m.FieldCondition(key="document_id", match=m.MatchAny(any=list(dict.fromkeys(ids))))
 
-    def _first_windows(self) -> Any:
+    def _live(self, *conditions: Any) -> Any:
+        """Points of published versions that meet every condition (None skipped)."""
         m = self._models
-        return m.Filter(must=[m.FieldCondition(key="chunk", match=m.MatchValue(value=0))])
+        live = m.FieldCondition(key="live", match=m.MatchValue(value=True))
+        return m.Filter(must=[live, *(c for c in conditions if c is not None)])
+
+    def _first_windows(self, *conditions: Any) -> Any:
+        m = self._models
+        return self._live(m.FieldCondition(key="chunk", match=m.MatchValue(value=0)), *conditions)
+
+    def _scroll(self, condition: Any, vectors: bool = False) -> Iterator[Any]:
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                self.collection_name,
+                scroll_filter=condition,
+                limit=SCROLL_PAGE,
+                offset=offset,
+                with_payload=True,
+                with_vectors=[TOKENS] if vectors else False,
+            )
+            yield from points
+            if offset is None:
+                return
+
+    @staticmethod
+    def _latest(points: Iterator[Any]) -> dict[str, Any]:
+        """Per document id, the point of its newest version (while an update publishes,
+        a reader can see both)."""
+        found: dict[str, Any] = {}
+        for point in points:
+            payload = point.payload or {}
+            held = found.get(payload["document_id"])
+            if held is None or held.payload["version"] < payload["version"]:
+                found[payload["document_id"]] = point
+        return found
 
     def _search_vectors(
         self, queries: list[torch.Tensor], k: int, query_filter: Any
     ) -> list[list[Hit]]:
         m = self._models
-        vectors = [query.detach().to("cpu", torch.float32).tolist() for query in queries]
-        if self.chunk_size is None:
-            responses = self.client.query_batch_points(
+        visible = self._live(query_filter)
+        found = []
+        for query in queries:
+            matrix = query.detach().to("cpu", torch.float32).numpy()
+            prefetch = None
+            if self.first_stage is not None:
+                prefetch = m.Prefetch(
+                    query=self.first_stage.query(matrix).tolist(),
+                    using=self.first_stage.kind,
+                    limit=max(self.candidates, k),
+                    filter=visible,
+                )
+            groups = self.client.query_points_groups(
                 self.collection_name,
-                requests=[
-                    m.QueryRequest(query=vector, filter=query_filter, limit=k, with_payload=True)
-                    for vector in vectors
-                ],
-            )
-            results = [response.points for response in responses]
-        else:
-            results = [
-                [
-                    group.hits[0]
-                    for group in self.client.query_points_groups(
-                        self.collection_name,
-                        query=vector,
-                        group_by="document_id",
-                        group_size=1,
-                        limit=k,
-                        query_filter=query_filter,
-                        with_payload=True,
-                    ).groups
-                ]
-                for vector in vectors
-            ]
-        found = [[(point.payload or {}, point.score) for point in points] for points in results]
+                query=matrix.tolist(),
+                using=TOKENS,
+                prefetch=prefetch,
+                query_filter=visible,
+                group_by="document_id",
+                group_size=1,
+                limit=k,
+                with_payload=True,
+            ).groups
+            found.append([(group.hits[0].payload or {}, group.hits[0].score) for group in groups])
         texts = self._first_window_texts(
-            {p["document_id"] for hits in found for p, _ in hits if p["chunk"] != 0}
+            {(p["document_id"], p["version"]) for hits in found for p, _ in hits if p["chunk"]}
         )
         return [
             [_hit(payload, score, query.shape[0], texts) for payload, score in hits]
             for query, hits in zip(queries, found, strict=True)
         ]
 
-    def _first_window_texts(self, ids: set[str]) -> dict[str, str | None]:
-        """The texts of documents whose best window was not window 0 (held there)."""
-        if not ids:
+    def _first_window_texts(self, documents: set[tuple[str, int]]) -> Texts:
+        """The texts of document versions whose best window was not window 0 (held there)."""
+        if not documents:
             return {}
         points = self.client.retrieve(
             self.collection_name,
-            [point_id(value, 0) for value in sorted(ids)],
-            with_payload=["document_id", "text"],
+            [point_id(value, version, 0) for value, version in sorted(documents)],
+            with_payload=["document_id", "version", "text"],
             with_vectors=False,
         )
-        return {p.payload["document_id"]: p.payload.get("text") for p in points if p.payload}
+        return {
+            (p.payload["document_id"], p.payload["version"]): p.payload.get("text")
+            for p in points
+            if p.payload
+        }
 
 
-def _hit(payload: dict[str, Any], score: float, rows: int, texts: dict[str, str | None]) -> Hit:
+def _hit(payload: dict[str, Any], score: float, rows: int, texts: Texts) -> Hit:
     document_id = payload["document_id"]
     chunk = int(payload["chunk"])
     return Hit(
         id=document_id,
         score=float(score),
         normalized_score=float(score) / rows,
-        text=payload.get("text") if chunk == 0 else texts.get(document_id),
+        text=payload.get("text") if chunk == 0 else texts.get((document_id, payload["version"])),
         metadata=payload.get("metadata") or {},
         chunk=chunk,
     )
@@ -475,129 +595,3 @@ def _hit(payload: dict[str, Any], score: float, rows: int, texts: dict[str, str 
 def _record(payload: Mapping[str, Any] | None) -> Record:
     payload = payload or {}
     return Record(payload["document_id"], payload.get("text"), payload.get("metadata") or {})
-
-
-def to_qdrant_filter(filter: MetadataFilter | None) -> models.Filter | None:
-    """A `qdrant_client.models.Filter` on `metadata.<field>` for a maxsim dict filter.
-
-    Example:
-        >>> to_qdrant_filter({"year": {"$gte": 2020}}).must[0].range.gte
-        2020.0
-
-    Raises:
-        TypeError: `filter` is a callable (it cannot run inside Qdrant) or not a dict.
-        ValueError: an unknown operator (as `maxsim.filters`), a range on a non-number,
-            equality with a list or dict, or a non-finite number.
-    """
-    if filter is None:
-        return None
-    compile_filter(filter)
-    if not isinstance(filter, Mapping):
-        raise TypeError(
-            "QdrantStore cannot send a callable filter to Qdrant; use a dict filter "
-            'such as {"lang": "de", "year": {"$gte": 2020}} (see maxsim.filters)'
-        )
-    if not filter:
-        return None
-    return _translate(filter, _models())
-
-
-def _translate(filter: Mapping[str, Any], m: Any) -> models.Filter:
-    return m.Filter(must=[_entry(key, condition, m) for key, condition in filter.items()])
-
-
-def _entry(key: str, condition: Any, m: Any) -> Any:
-    if key == "$and":
-        return m.Filter(must=[_translate(part, m) for part in condition])
-    if key == "$or":
-        if not condition:
-            return _nothing(m)
-        return m.Filter(should=[_translate(part, m) for part in condition])
-    if isinstance(condition, Mapping) and any(str(op).startswith("$") for op in condition):
-        checks = [_comparison(key, op, target, m) for op, target in condition.items()]
-        return checks[0] if len(checks) == 1 else m.Filter(must=checks)
-    return _comparison(key, "$eq", condition, m)
-
-
-def _comparison(key: str, operator: str, target: Any, m: Any) -> Any:
-    path = _path(key)
-    if operator == "$eq":
-        return _equals(key, path, target, m)
-    if operator == "$ne":
-        return m.Filter(must_not=[_equals(key, path, target, m)])
-    if operator == "$in":
-        return _any_of(key, path, list(target), m)
-    if operator == "$nin":
-        return m.Filter(must_not=[_any_of(key, path, list(target), m)])
-    if operator == "$exists":
-        present = m.Filter(
-            should=[
-                m.IsNullCondition(is_null=m.PayloadField(key=path)),
-                m.Filter(must_not=[m.IsEmptyCondition(is_empty=m.PayloadField(key=path))]),
-            ]
-        )
-        return present if target else m.Filter(must_not=[present])
-    if not _is_number(target):
-        raise ValueError(
-            f"filter on {key!r}: Qdrant applies {operator} to numbers only, got {target!r}"
-        )
-    _check_finite(key, target)
-    return m.FieldCondition(key=path, range=m.Range(**{operator[1:]: target}))
-
-
-def _equals(key: str, path: str, value: Any, m: Any) -> Any:
-    if value is None:
-        return m.IsNullCondition(is_null=m.PayloadField(key=path))
-    if isinstance(value, (bool, int, str)):
-        return m.FieldCondition(key=path, match=m.MatchValue(value=value))
-    if isinstance(value, float):
-        _check_finite(key, value)
-        return m.FieldCondition(key=path, range=m.Range(gte=value, lte=value))
-    raise ValueError(
-        f"filter on {key!r}: Qdrant cannot compare with {type(value).__name__} {value!r}; "
-        "use a str, int, float, bool or None (a list field matches when any element does)"
-    )
-
-
-def _any_of(key: str, path: str, values: list[Any], m: Any) -> Any:
-    strings: list[str] = []
-    integers: list[int] = []
-    conditions: list[Any] = []
-    for value in values:
-        if isinstance(value, str):
-            strings.append(value)
-        elif _is_number(value) and isinstance(value, int):
-            integers.append(value)
-        else:
-            conditions.append(_equals(key, path, value, m))
-    conditions += [
-        m.FieldCondition(key=path, match=m.MatchAny(any=group))
-        for group in (strings, integers)
-        if group
-    ]
-    if not conditions:
-        return _nothing(m)
-    return conditions[0] if len(conditions) == 1 else m.Filter(should=conditions)
-
-
-def _nothing(m: Any) -> Any:
-    """A condition no point meets (an empty filter meets every point)."""
-    return m.Filter(must_not=[m.Filter()])
-
-
-def _path(key: str) -> str:
-    """The payload path of metadata field `key`, quoted when it holds other characters."""
-    if _PLAIN_KEY.fullmatch(key):
-        return f"metadata.{key}"
-    if '"' in key:
-        raise ValueError(f"filter on {key!r}: Qdrant cannot filter on a field name with '\"'")
-    return f'metadata."{key}"'
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_finite(key: str, value: float) -> None:
-    if not math.isfinite(value):
-        raise ValueError(f"filter on {key!r}: Qdrant needs finite numbers, got {value!r}")
