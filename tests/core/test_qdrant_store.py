@@ -325,7 +325,7 @@ def test_collection_checks(model: FakeColBERT) -> None:
         QdrantStore(model, client, "absent", create=False)
     assert not client.collection_exists("absent")
     client.create_collection("flat", models.VectorParams(size=16, distance=models.Distance.DOT))
-    with pytest.raises(ValueError, match="single vectors.*not a QdrantStore collection"):
+    with pytest.raises(ValueError, match=r"single vectors.*not a QdrantStore collection"):
         QdrantStore(model, client, "flat")
     client.create_collection(
         "named", {"colbert": models.VectorParams(size=16, distance=models.Distance.DOT)}
@@ -558,7 +558,7 @@ def test_a_failed_update_leaves_the_old_version_whole(
     for hit in midway + store.search("w21 w1 w24 w5", k=3):
         assert hit.metadata == {"v": 1} and hit.text in old_texts
     assert store.search("w21 w24", filter={"v": 2}) == []
-    assert store.get(ids) == [Record(i, t, {"v": 1}) for i, t in zip(ids, old_texts)]
+    assert store.get(ids) == [Record(i, t, {"v": 1}) for i, t in zip(ids, old_texts, strict=True)]
     after = store.get_vectors(ids)
     for value in ids:
         assert len(after[value]) == len(old_vectors[value])
@@ -568,7 +568,7 @@ def test_a_failed_update_leaves_the_old_version_whole(
 
     client.fail_on = 0
     store.add(new_texts, [{"v": 2}] * 3, ids)
-    assert store.get(ids) == [Record(i, t, {"v": 2}) for i, t in zip(ids, new_texts)]
+    assert store.get(ids) == [Record(i, t, {"v": 2}) for i, t in zip(ids, new_texts, strict=True)]
     assert all(hit.metadata == {"v": 2} for hit in store.search("w21 w1 w24 w5", k=3))
     assert points(store) == sum(len(w) for w in store.get_vectors(ids).values())
 
@@ -592,7 +592,9 @@ def write_legacy_collection(client: QdrantClient, model: FakeColBERT, name: str)
     windows = model.encode_document_chunks(TEXTS[:20], 8, 2)
     namespace = uuid.uuid5(uuid.NAMESPACE_DNS, "maxsim.stores.qdrant")
     points = []
-    for document_id, text, metadata, document in zip(IDS, TEXTS, METADATAS, windows):
+    for document_id, text, metadata, document in zip(
+        IDS[:20], TEXTS[:20], METADATAS[:20], windows, strict=True
+    ):
         for chunk, vectors in enumerate(document):
             payload = {"document_id": document_id, "chunk": chunk, "metadata": metadata}
             if chunk == 0:
@@ -657,9 +659,9 @@ def test_save_and_load_reconnect(model: FakeColBERT, tmp_path: Path) -> None:
         QdrantStore(model, QdrantClient(":memory:"), "gone").save(tmp_path / "memory")
     assert not (tmp_path / "memory" / "store.json").exists()
     LateInteractionStore(model).save(tmp_path / "exact")
-    with pytest.raises(ValueError, match="'maxsim.LateInteractionStore' store, not"):
+    with pytest.raises(ValueError, match=r"'maxsim\.LateInteractionStore' store, not"):
         QdrantStore.load(tmp_path / "exact", model)
-    with pytest.raises(FileNotFoundError, match="store.json"):
+    with pytest.raises(FileNotFoundError, match=r"store\.json"):
         QdrantStore.load(tmp_path / "nothing", model)
     loaded.client.close()
 
