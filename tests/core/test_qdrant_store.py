@@ -629,7 +629,7 @@ def test_save_and_load_reconnect(model: FakeColBERT, tmp_path: Path) -> None:
 
     client = QdrantClient(path=str(tmp_path / "qdrant"))
     store = QdrantStore(
-        model, client, "kept", first_stage="mean", candidates=7, chunk_size=8, chunk_overlap=2
+        model, client, "kept", first_stage="mean", candidates=200, chunk_size=8, chunk_overlap=2
     )
     store.add(TEXTS[:15], METADATAS[:15], IDS[:15])
     before = store.search_many(QUERIES, k=15)
@@ -639,7 +639,7 @@ def test_save_and_load_reconnect(model: FakeColBERT, tmp_path: Path) -> None:
     assert manifest["collection_name"] == "kept"
     assert manifest["connection"]["path"] == str((tmp_path / "qdrant").resolve())
     loaded = QdrantStore.load(tmp_path / "saved", model, client=client)
-    assert (loaded.candidates, loaded.chunk_size, loaded.first_stage) == (7, 8, MeanPooling())
+    assert (loaded.candidates, loaded.chunk_size, loaded.first_stage) == (200, 8, MeanPooling())
     client.close()
 
     loaded = QdrantStore.load(tmp_path / "saved", model)

@@ -34,7 +34,7 @@ LAYOUT = 2
 UPSERT_ROWS = 8192
 SCROLL_PAGE = 256
 RESERVED_OPTIONS = ("collection_name", "vectors_config", "metadata")
-Texts = dict[tuple[str, int], "str | None"]
+HIT_FIELDS = ("document_id", "chunk", "version")
 PAYLOAD_INDEXES = (
     ("document_id", "keyword"),
     ("chunk", "integer"),
@@ -529,64 +529,99 @@ class QdrantStore(DocumentStore):
     def _search_vectors(
         self, queries: list[torch.Tensor], k: int, query_filter: Any
     ) -> list[list[Hit]]:
-        m = self._models
         visible = self._live(query_filter)
-        found = []
-        for query in queries:
-            matrix = query.detach().to("cpu", torch.float32).numpy()
-            prefetch = None
-            if self.first_stage is not None:
-                prefetch = m.Prefetch(
-                    query=self.first_stage.query(matrix).tolist(),
-                    using=self.first_stage.kind,
-                    limit=max(self.candidates, k),
-                    filter=visible,
-                )
-            groups = self.client.query_points_groups(
-                self.collection_name,
-                query=matrix.tolist(),
-                using=TOKENS,
-                prefetch=prefetch,
-                query_filter=visible,
-                group_by="document_id",
-                group_size=1,
-                limit=k,
-                with_payload=True,
-            ).groups
-            found.append([(group.hits[0].payload or {}, group.hits[0].score) for group in groups])
-        texts = self._first_window_texts(
-            {(p["document_id"], p["version"]) for hits in found for p, _ in hits if p["chunk"]}
-        )
+        matrices = [query.detach().to("cpu", torch.float32).numpy() for query in queries]
+        if self.first_stage is None:
+            best = [self._exact_best(matrix, k, visible) for matrix in matrices]
+        else:
+            best = self._two_stage_best(self.first_stage, matrices, k, visible)
+        payloads = self._hit_payloads([point for points in best for point in points])
+        # A point deleted since the query has no payload left: its hit is dropped.
         return [
-            [_hit(payload, score, query.shape[0], texts) for payload, score in hits]
-            for query, hits in zip(queries, found, strict=True)
+            [
+                _hit(point, payloads, matrix.shape[0])
+                for point in points
+                if str(point.id) in payloads
+            ]
+            for matrix, points in zip(matrices, best, strict=True)
         ]
 
-    def _first_window_texts(self, documents: set[tuple[str, int]]) -> Texts:
-        """The texts of document versions whose best window was not window 0 (held there)."""
-        if not documents:
-            return {}
-        points = self.client.retrieve(
+    def _exact_best(self, matrix: np.ndarray, k: int, visible: Any) -> list[Any]:
+        """Each of the `k` best documents' best window, every matching point scored."""
+        groups = self.client.query_points_groups(
             self.collection_name,
-            [point_id(value, version, 0) for value, version in sorted(documents)],
-            with_payload=["document_id", "version", "text"],
-            with_vectors=False,
-        )
-        return {
-            (p.payload["document_id"], p.payload["version"]): p.payload.get("text")
+            query=matrix.tolist(),
+            using=TOKENS,
+            query_filter=visible,
+            group_by="document_id",
+            group_size=1,
+            limit=k,
+            with_payload=list(HIT_FIELDS),
+        ).groups
+        return [group.hits[0] for group in groups]
+
+    def _two_stage_best(
+        self, first_stage: FirstStage, matrices: list[np.ndarray], k: int, visible: Any
+    ) -> list[list[Any]]:
+        """Per query, one `query_points` request: the first stage prefetches `candidates`
+        points, MaxSim ranks them; then each document's best window, `k` documents.
+
+        Grouping happens here rather than in Qdrant: a server's group-by multiplies the
+        prefetch limit by `k` and repeats the query to fill groups.
+        """
+        m = self._models
+        limit = max(self.candidates, k)
+        requests = [
+            m.QueryRequest(
+                prefetch=m.Prefetch(
+                    query=first_stage.query(matrix).tolist(),
+                    using=first_stage.kind,
+                    limit=limit,
+                    filter=visible,
+                ),
+                query=matrix.tolist(),
+                using=TOKENS,
+                filter=visible,
+                limit=limit,
+                with_payload=list(HIT_FIELDS),
+            )
+            for matrix in matrices
+        ]
+        responses = self.client.query_batch_points(self.collection_name, requests=requests)
+        best = []
+        for response in responses:
+            ranked: dict[str, Any] = {}
+            for point in response.points:
+                ranked.setdefault(point.payload["document_id"], point)
+            best.append(list(ranked.values())[:k])
+        return best
+
+    def _hit_payloads(self, points: list[Any]) -> dict[str, dict[str, Any]]:
+        """Full payloads of the hits' windows and of their documents' window 0 (text)."""
+        wanted = {str(point.id) for point in points}
+        wanted |= {
+            point_id(p.payload["document_id"], p.payload["version"], 0)
             for p in points
-            if p.payload
+            if p.payload["chunk"]
         }
+        if not wanted:
+            return {}
+        found = self.client.retrieve(
+            self.collection_name, sorted(wanted), with_payload=True, with_vectors=False
+        )
+        return {str(point.id): point.payload or {} for point in found}
 
 
-def _hit(payload: dict[str, Any], score: float, rows: int, texts: Texts) -> Hit:
-    document_id = payload["document_id"]
-    chunk = int(payload["chunk"])
+def _hit(point: Any, payloads: dict[str, dict[str, Any]], rows: int) -> Hit:
+    document_id, version = point.payload["document_id"], point.payload["version"]
+    chunk = int(point.payload["chunk"])
+    payload = payloads[str(point.id)]
+    first = payload if chunk == 0 else payloads.get(point_id(document_id, version, 0), {})
     return Hit(
         id=document_id,
-        score=float(score),
-        normalized_score=float(score) / rows,
-        text=payload.get("text") if chunk == 0 else texts.get((document_id, payload["version"])),
+        score=float(point.score),
+        normalized_score=float(point.score) / rows,
+        text=first.get("text"),
         metadata=payload.get("metadata") or {},
         chunk=chunk,
     )
