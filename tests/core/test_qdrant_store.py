@@ -349,6 +349,7 @@ def test_collection_checks(model: FakeColBERT) -> None:
     [
         ({"first_stage": "pooled"}, ValueError, "first_stage must be 'muvera', 'mean', None"),
         ({"candidates": 0}, ValueError, "candidates must be at least 1"),
+        ({"dtype": "int8"}, ValueError, "dtype must be 'float32' or 'float16'"),
         ({"collection_options": {"vectors_config": {}}}, ValueError, "cannot set"),
     ],
 )
@@ -484,6 +485,9 @@ def test_collection_layout(model: FakeColBERT) -> None:
             if first_stage is None
             else {"muvera": Muvera(), "mean": MeanPooling()}[first_stage].settings()
         )
+    QdrantStore(model, client, "half", dtype="float16", on_disk=True)
+    tokens = client.get_collection("half").config.params.vectors["tokens"]
+    assert (tokens.datatype, tokens.on_disk) == (models.Datatype.FLOAT16, True)
 
 
 @pytest.mark.parametrize("first_stage", FIRST_STAGES)

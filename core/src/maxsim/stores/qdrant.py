@@ -74,6 +74,8 @@ class QdrantStore(DocumentStore):
             windows, one point each. None truncates them.
         chunk_overlap: tokens shared by consecutive windows.
         create: create the collection when it is missing (else raise ValueError).
+        dtype: how a new collection stores token vectors: "float32", or "float16"
+            (half the bytes; scores move by about 1e-3).
         on_disk: keep the token vectors on disk (memory-mapped) rather than in RAM.
         collection_options: more `create_collection` arguments for a new collection,
             such as `shard_number`, `replication_factor`, `on_disk_payload`,
@@ -122,6 +124,7 @@ class QdrantStore(DocumentStore):
         chunk_size: int | None = None,
         chunk_overlap: int = 64,
         create: bool = True,
+        dtype: str = "float32",
         on_disk: bool = False,
         collection_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -131,6 +134,8 @@ class QdrantStore(DocumentStore):
         super().__init__(model, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
         self.first_stage = as_first_stage(first_stage)
         self.candidates = check_positive_int(candidates, "candidates")
+        if dtype not in ("float32", "float16"):
+            raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
         self.client = client
         self.collection_name = collection_name
         self._version_lock = threading.Lock()
@@ -138,14 +143,14 @@ class QdrantStore(DocumentStore):
         if client.collection_exists(collection_name):
             self._check_collection()
         elif create:
-            self._create_collection(on_disk, dict(collection_options or {}))
+            self._create_collection(dtype, on_disk, dict(collection_options or {}))
         else:
             raise ValueError(
                 f"Qdrant collection {collection_name!r} does not exist; pass create=True "
                 "to create it"
             )
 
-    def _create_collection(self, on_disk: bool, options: dict[str, Any]) -> None:
+    def _create_collection(self, dtype: str, on_disk: bool, options: dict[str, Any]) -> None:
         m = self._models
         reserved = [name for name in RESERVED_OPTIONS if name in options]
         if reserved:
@@ -160,6 +165,7 @@ class QdrantStore(DocumentStore):
                 distance=m.Distance.DOT,
                 multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
                 hnsw_config=m.HnswConfigDiff(m=0),
+                datatype=m.Datatype(dtype),
                 on_disk=on_disk or None,
             )
         }
