@@ -139,17 +139,17 @@ def main() -> None:
                 len(set(got) & set(want)) / len(want)
                 for got, want in zip(ranked, exact, strict=True)
             )
-            rows.append(
-                [
-                    name,
-                    "all" if limit is None else f"{limit} ({limit / len(ids):.1%})",
-                    f"{size:,} floats",
-                    f"{recall:.3f}",
-                    quality(ranked, query_ids, qrels),
-                    f"{seconds * 1000:.0f}",
-                    f"{add_rate:,.0f}",
-                ]
-            )
+            row = [
+                name,
+                "all" if limit is None else f"{limit} ({limit / len(ids):.1%})",
+                f"{size:,} floats",
+                f"{recall:.3f}",
+                quality(ranked, query_ids, qrels),
+                f"{seconds * 1000:.0f}",
+                f"{add_rate:,.0f}",
+            ]
+            rows.append(row)
+            print(" | ".join(row), flush=True)
         client.delete_collection(f"bench-{number}")
 
     header = [
