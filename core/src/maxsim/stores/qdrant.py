@@ -333,7 +333,7 @@ class QdrantStore(DocumentStore):
         found = self._latest(self._scroll(self._first_windows(self._documents(ids))))
         return [_record(found[value].payload) for value in ids if value in found]
 
-    def get_where(self, filter: MetadataFilter | None) -> list[Record]:
+    def get_where(self, filter: MetadataFilter | None = None) -> list[Record]:
         """Records whose metadata passes `filter`, by Qdrant's rules (as `search`)."""
         condition = self._prepare_filter(filter)
         found = self._latest(self._scroll(self._first_windows(condition)))

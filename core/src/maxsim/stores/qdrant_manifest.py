@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from maxsim.stores.persistence import _write_atomically
+from maxsim.stores.persistence import MANIFEST, write_atomically
 from maxsim.stores.qdrant_filters import qdrant_models
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
 FORMAT_VERSION = 1
-MANIFEST = "store.json"
 CONNECTION_OPTIONS = ("location", "url", "host", "port", "grpc_port", "prefer_grpc", "https")
 REQUIRED = ("collection_name", "connection", "settings")
 REQUIRED_SETTINGS = ("model", "dim", "first_stage", "candidates", "chunk_size", "chunk_overlap")
@@ -61,7 +60,7 @@ def save(
         "connection": connection,
         "settings": settings,
     }
-    _write_atomically(folder / MANIFEST, json.dumps(manifest, indent=1))
+    write_atomically(folder / MANIFEST, json.dumps(manifest, indent=1))
 
 
 def load(folder: Path, format: str) -> dict[str, Any]:
