@@ -332,9 +332,9 @@ def test_collection_checks(model: FakeColBERT) -> None:
     )
     with pytest.raises(ValueError, match="not made by this QdrantStore"):
         QdrantStore(model, client, "named")
-    QdrantStore(model, client, "mean", first_stage="mean")
-    with pytest.raises(ValueError, match=r"first_stage=MeanPooling\(\)"):
-        QdrantStore(model, client, "mean")
+    QdrantStore(model, client, "muvera", first_stage="muvera")
+    with pytest.raises(ValueError, match=r"first_stage=Muvera\(k_sim=3, dim_proj=64"):
+        QdrantStore(model, client, "muvera")
     QdrantStore(model, client, "single", first_stage=None)
     with pytest.raises(ValueError, match="first_stage=None"):
         QdrantStore(model, client, "single")
@@ -464,7 +464,7 @@ def test_collection_layout(model: FakeColBERT) -> None:
     from qdrant_client import models
 
     client = QdrantClient(":memory:")
-    sizes = {"muvera": 20 * 2**4 * 16, "mean": 16}
+    sizes = {"muvera": 10 * 2**3 * 16, "mean": 16}
     for first_stage in ["muvera", "mean", None]:
         name = f"layout-{first_stage}"
         QdrantStore(model, client, name, first_stage=first_stage)
@@ -663,9 +663,11 @@ def test_save_and_load_reconnect(model: FakeColBERT, tmp_path: Path) -> None:
         QdrantStore(model, QdrantClient(":memory:"), "gone").save(tmp_path / "memory")
     assert not (tmp_path / "memory" / "store.json").exists()
     LateInteractionStore(model).save(tmp_path / "exact")
-    with pytest.raises(ValueError, match=r"'maxsim\.LateInteractionStore' store, not"):
+    with pytest.raises(
+        ValueError, match=r"'maxsim\.LateInteractionStore' store, not 'maxsim\.QdrantStore'"
+    ):
         QdrantStore.load(tmp_path / "exact", model)
-    with pytest.raises(FileNotFoundError, match=r"store\.json"):
+    with pytest.raises(FileNotFoundError, match=r"store\.json is missing"):
         QdrantStore.load(tmp_path / "nothing", model)
     loaded.client.close()
 

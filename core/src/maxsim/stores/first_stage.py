@@ -3,13 +3,14 @@
 Qdrant searches this vector with its HNSW index (`prefetch`), then reranks the candidates
 by MaxSim over the stored token vectors. Two kinds:
 
+- `MeanPooling`: the mean of the token vectors, compared by cosine. `dim` floats, almost
+  free to compute. The default: on XQuAD-R with all-MiniLM-L6-v2 it kept more of the
+  exact top-10 than MUVERA at every candidates limit measured (BENCHMARKS.md).
 - `Muvera`: a MUVERA fixed-dimensional encoding (Dhulipala et al., 2024), computed by
   fastembed's `fastembed.postprocess.Muvera` (Qdrant's own implementation; no model is
-  downloaded). Its dot product approximates MaxSim, so candidates follow the final
-  ranking closely. Bigger (`r_reps * 2**k_sim * dim_proj` floats) and slower to compute.
-- `MeanPooling`: the mean of the token vectors, compared by cosine. `dim` floats, almost
-  free to compute, but a mean blurs the words a query matches, so the true top-k needs
-  more candidates to be caught.
+  downloaded; `pip install "maxsim[muvera]"`). Its dot product approximates MaxSim
+  (Chamfer similarity). Bigger (`r_reps * 2**k_sim * dim_proj` floats) and slower to
+  compute: fastembed loops over tokens in Python.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class MeanPooling(FirstStage):
 
 @dataclass(frozen=True)
 class Muvera(FirstStage):
-    """A MUVERA fixed-dimensional encoding from fastembed (`pip install "maxsim[qdrant]"`).
+    """A MUVERA fixed-dimensional encoding from fastembed (`pip install "maxsim[muvera]"`).
 
     Args:
         k_sim: SimHash planes per repetition (2**k_sim buckets).
@@ -81,7 +82,8 @@ class Muvera(FirstStage):
         r_reps: independent repetitions, concatenated.
         seed: the random planes and projections; documents and queries must share it.
 
-    The defaults give 20 * 16 * 16 = 5,120 floats per point.
+    The defaults give 10 * 2**3 * 64 = 5,120 floats per point (for dim >= 64); on
+    XQuAD-R they beat fastembed's own defaults at the same size (BENCHMARKS.md).
 
     Example:
         >>> import numpy as np
@@ -92,9 +94,9 @@ class Muvera(FirstStage):
 
     kind: ClassVar[str] = "muvera"
     distance: ClassVar[str] = "Dot"
-    k_sim: int = 4
-    dim_proj: int = 16
-    r_reps: int = 20
+    k_sim: int = 3
+    dim_proj: int = 64
+    r_reps: int = 10
     seed: int = 42
     _encoders: dict[int, Any] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
@@ -133,7 +135,7 @@ class Muvera(FirstStage):
                 from fastembed.postprocess import Muvera as FastembedMuvera
             except ImportError as error:
                 raise ImportError(
-                    'first_stage="muvera" needs fastembed: pip install "maxsim[qdrant]"'
+                    'first_stage="muvera" needs fastembed: pip install "maxsim[muvera]"'
                 ) from error
             self._encoders[dim] = FastembedMuvera(
                 dim,

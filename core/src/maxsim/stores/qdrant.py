@@ -63,12 +63,13 @@ class QdrantStore(DocumentStore):
         client: a `qdrant_client.QdrantClient`, embedded (`":memory:"`, `path=...`) or
             connected to a server or cluster (`url=...`).
         collection_name: the collection; created when missing and `create` is true.
-        first_stage: "muvera" (default: MUVERA encodings from fastembed, the better
-            candidates, for collections past ~100k points), "mean" (mean pooling: a
-            `dim`-float vector, cheap, needs more `candidates` for the same recall),
-            a `maxsim.stores.first_stage.Muvera(...)` / `MeanPooling()`, or None:
-            every search scores every matching point exactly (fine below ~100k points).
-            An existing collection must have been made with the same first stage.
+        first_stage: "mean" (default: the mean of the token vectors, `dim` floats;
+            for collections past ~100k points), "muvera" (a MUVERA encoding from
+            fastembed, 5,120 floats, `pip install "maxsim[muvera]"`), a
+            `maxsim.stores.first_stage.Muvera(...)` / `MeanPooling()`, or None: every
+            search scores every matching point exactly (below ~100k points). See the
+            README for measured recall. An existing collection must have been made with
+            the same first stage.
         candidates: points the first stage hands to MaxSim per search (at least `k`).
         chunk_size: `add` stores documents longer than this many tokens as overlapping
             windows, one point each. None truncates them.
@@ -119,7 +120,7 @@ class QdrantStore(DocumentStore):
         client: QdrantClient,
         collection_name: str,
         *,
-        first_stage: FirstStage | str | None = "muvera",
+        first_stage: FirstStage | str | None = "mean",
         candidates: int = 256,
         chunk_size: int | None = None,
         chunk_overlap: int = 64,
@@ -598,7 +599,7 @@ class QdrantStore(DocumentStore):
         for response in responses:
             ranked: dict[str, Any] = {}
             for point in response.points:
-                ranked.setdefault(point.payload["document_id"], point)
+                ranked.setdefault((point.payload or {})["document_id"], point)
             best.append(list(ranked.values())[:k])
         return best
 

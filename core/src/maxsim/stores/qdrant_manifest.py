@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from maxsim.stores.loading import saved_format
 from maxsim.stores.persistence import MANIFEST, write_atomically
 from maxsim.stores.qdrant_filters import qdrant_models
 
@@ -70,16 +71,13 @@ def load(folder: Path, format: str) -> dict[str, Any]:
         FileNotFoundError: no store.json in `folder`.
         ValueError: a corrupt manifest, another store's, or another format version.
     """
+    found = saved_format(folder)
+    if found != format:
+        raise ValueError(
+            f"{folder} holds a {found!r} store, not {format!r}; open it with load_store"
+        )
     path = folder / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder} holds no saved store ({MANIFEST} is missing)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is corrupt or truncated: {error}") from error
-    if not isinstance(manifest, dict) or manifest.get("format") != format:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise ValueError(f"{path} describes a {found!r} store, not {format!r}")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path} has format version {manifest.get('format_version')!r}; this maxsim "
@@ -140,16 +138,17 @@ def legacy_documents(client: QdrantClient, name: str, page: int) -> Iterator[lis
         heads, offset = client.scroll(
             name, scroll_filter=first, limit=page, offset=offset, with_payload=True
         )
-        if heads:
-            windows = _legacy_windows(client, name, [h.payload["document_id"] for h in heads], page)
+        payloads = [head.payload or {} for head in heads]
+        if payloads:
+            windows = _legacy_windows(client, name, [p["document_id"] for p in payloads], page)
             yield [
                 (
-                    head.payload["document_id"],
-                    head.payload.get("text"),
-                    head.payload.get("metadata") or {},
-                    windows[head.payload["document_id"]],
+                    p["document_id"],
+                    p.get("text"),
+                    p.get("metadata") or {},
+                    windows[p["document_id"]],
                 )
-                for head in heads
+                for p in payloads
             ]
         if offset is None:
             return
@@ -173,7 +172,8 @@ def _legacy_windows(
             with_vectors=True,
         )
         for point in points:
-            windows[point.payload["document_id"]][int(point.payload["chunk"])] = np.asarray(
+            payload = point.payload or {}
+            windows[payload["document_id"]][int(payload["chunk"])] = np.asarray(
                 point.vector, dtype=np.float32
             )
         if offset is None:
