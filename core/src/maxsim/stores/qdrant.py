@@ -346,7 +346,9 @@ class QdrantStore(DocumentStore):
         if not ids:
             return {}
         versions: dict[str, tuple[int, dict[int, np.ndarray]]] = {}
-        for point in self._scroll(self._live(self._documents(ids)), vectors=True):
+        for point in self._scroll(
+            self._live(self._documents(ids)), vectors=True, payload=HIT_FIELDS
+        ):
             payload = point.payload or {}
             document_id, version = payload["document_id"], int(payload["version"])
             held = versions.get(document_id)
@@ -368,7 +370,7 @@ class QdrantStore(DocumentStore):
         if not unique:
             return 0
         documents = self._documents(unique)
-        found = self._latest(self._scroll(self._first_windows(documents)))
+        found = self._latest(self._scroll(self._first_windows(documents), payload=HIT_FIELDS))
         if found:
             self._delete_where(documents)
         return len(found)
@@ -384,10 +386,12 @@ class QdrantStore(DocumentStore):
         if filter is None:
             raise ValueError("delete_where needs a filter; use clear() to remove everything")
         condition = self._prepare_filter(filter)
-        found = self._latest(self._scroll(self._first_windows(condition)))
-        if found:
+        count = self.client.count(
+            self.collection_name, count_filter=self._first_windows(condition), exact=True
+        ).count
+        if count:
             self._delete_where(condition if condition is not None else self._models.Filter())
-        return len(found)
+        return int(count)
 
     def clear(self) -> None:
         """Remove every document."""
@@ -405,6 +409,8 @@ class QdrantStore(DocumentStore):
         windows: list[list[torch.Tensor]],
     ) -> None:
         """Write a new version invisibly, then publish it and drop older versions."""
+        if not ids:
+            return
         m = self._models
         version = self._next_version()
         documents = self._documents(ids)
@@ -506,7 +512,10 @@ class QdrantStore(DocumentStore):
         m = self._models
         return self._live(m.FieldCondition(key="chunk", match=m.MatchValue(value=0)), *conditions)
 
-    def _scroll(self, condition: Any, vectors: bool = False) -> Iterator[Any]:
+    def _scroll(
+        self, condition: Any, vectors: bool = False, payload: Sequence[str] | None = None
+    ) -> Iterator[Any]:
+        """Every point meeting `condition`, with the `payload` fields (None: all)."""
         offset = None
         while True:
             points, offset = self.client.scroll(
@@ -514,7 +523,7 @@ class QdrantStore(DocumentStore):
                 scroll_filter=condition,
                 limit=SCROLL_PAGE,
                 offset=offset,
-                with_payload=True,
+                with_payload=True if payload is None else list(payload),
                 with_vectors=[TOKENS] if vectors else False,
             )
             yield from points
