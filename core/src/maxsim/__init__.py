@@ -8,13 +8,16 @@ Example:
     >>> maxsim.scores(Q, D)  # doctest: +SKIP
 """
 
-from maxsim.encoder import ColBERT, load_encoder
+from maxsim.encoder import ColBERT
 from maxsim.late_interaction import (
     Explanation,
     LateInteractionEncoder,
     RerankResult,
+    TokenizedEncoder,
     TokenMatch,
 )
+from maxsim.loading import load_encoder
+from maxsim.remote import RemoteColBERT, RemoteError
 from maxsim.scoring import scores
 from maxsim.stores import Hit, LateInteractionStore, Record
 
@@ -25,8 +28,11 @@ __all__ = [
     "LateInteractionEncoder",
     "LateInteractionStore",
     "Record",
+    "RemoteColBERT",
+    "RemoteError",
     "RerankResult",
     "TokenMatch",
+    "TokenizedEncoder",
     "load_encoder",
     "scores",
 ]

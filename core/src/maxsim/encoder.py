@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from maxsim.batching import token_budget_batches
 from maxsim.checkpoints import Checkpoint, LoadOptions, load_checkpoint
-from maxsim.late_interaction import EncodedText, LateInteractionEncoder
+from maxsim.late_interaction import EncodedText, TokenizedEncoder
 from maxsim.models.jina_xlmr import flash_attention_available
 from maxsim.validation import check_positive_int
 
@@ -19,7 +19,7 @@ ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 PROGRESS_DELAY_SECONDS = 2.0
 
 
-class ColBERT(LateInteractionEncoder):
+class ColBERT(TokenizedEncoder):
     """A late-interaction encoder: one vector per token for queries and documents.
 
     The default model, jinaai/jina-colbert-v2, is licensed CC BY-NC 4.0 (non-commercial).
@@ -255,21 +255,3 @@ def _output_dim(checkpoint: Checkpoint, dim: int | None) -> int:
             f"dim must be an integer in 1..{available} for this checkpoint, got {dim!r}"
         )
     return dim
-
-
-def load_encoder(model: str | LateInteractionEncoder, **options: Any) -> LateInteractionEncoder:
-    """`model` itself when it is a maxsim encoder, else `ColBERT.from_pretrained(model, ...)`.
-
-    What the framework adapters accept as `model`: an encoder, or a checkpoint name or path.
-
-    Raises:
-        TypeError: `model` is neither an encoder nor a non-empty string.
-    """
-    if isinstance(model, LateInteractionEncoder):
-        return model
-    if isinstance(model, str) and model.strip():
-        return ColBERT.from_pretrained(model, **options)
-    raise TypeError(
-        "model must be a maxsim encoder (maxsim.ColBERT, maxsim.testing.FakeColBERT) or a "
-        f"checkpoint name or path for maxsim.ColBERT.from_pretrained, got {type(model).__name__}"
-    )

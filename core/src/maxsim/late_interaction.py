@@ -1,7 +1,9 @@
-"""What every late-interaction encoder offers: encode, chunk, rerank, explain.
+"""The encoder interface (`LateInteractionEncoder`) and its tokenized base (`TokenizedEncoder`).
 
-`maxsim.ColBERT` (real checkpoints) and `maxsim.testing.FakeColBERT` (tests) fill in four
-small hooks; truncation, windows, reranking and explanations are shared here.
+Stores, adapters, the CLI and the server use only `LateInteractionEncoder`: a name, a
+dim, two lengths, `encode_queries`, `encode_documents` and `rerank`. `TokenizedEncoder`
+adds what needs token ids (chunk windows, `explain`, `tokenize`); `maxsim.ColBERT` and
+`maxsim.testing.FakeColBERT` fill in its small hooks, `maxsim.RemoteColBERT` has none.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -74,10 +76,16 @@ class EncodedText:
 
 
 class LateInteractionEncoder(ABC):
-    """Shared behaviour of multi-vector encoders; subclasses tokenize and embed."""
+    """What every multi-vector encoder offers: local, remote or fake.
+
+    Subclasses give `name`, `dim`, the two lengths and the two `encode_*` methods;
+    `rerank` is shared. Chunk windows are optional: `supports_chunking` says whether
+    `check_chunking` and `encode_document_chunks` work (they need a tokenizer).
+    """
 
     name: str
     dim: int
+    supports_chunking: ClassVar[bool] = False
 
     @property
     @abstractmethod
@@ -88,6 +96,117 @@ class LateInteractionEncoder(ABC):
     @abstractmethod
     def document_length(self) -> int:
         """Most tokens per document, specials and markers included."""
+
+    @abstractmethod
+    def encode_queries(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        *,
+        as_tensor: bool = False,
+    ) -> list[Any]:
+        """One float32 [rows, dim] array per query, in input order (torch with `as_tensor`)."""
+
+    @abstractmethod
+    def encode_documents(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        *,
+        as_tensor: bool = False,
+    ) -> list[Any]:
+        """One float32 [kept tokens, dim] array per document, truncated at `document_length`."""
+
+    def check_chunking(self, chunk_size: int, chunk_overlap: int) -> int:
+        """Content tokens per window for these settings; refused without a tokenizer.
+
+        Raises:
+            ValueError: this encoder cannot split documents into token windows.
+        """
+        raise _no_chunking(self, chunk_size)
+
+    def encode_document_chunks(
+        self,
+        texts: Sequence[str],
+        chunk_size: int,
+        chunk_overlap: int = 64,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        *,
+        as_tensor: bool = False,
+    ) -> list[list[Any]]:
+        """Each document as overlapping token windows; refused without a tokenizer.
+
+        Raises:
+            ValueError: this encoder cannot split documents into token windows.
+        """
+        raise _no_chunking(self, chunk_size)
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        *,
+        batch_size: int = 32,
+    ) -> list[RerankResult]:
+        """Documents ordered by MaxSim against `query`, best first (ties keep input order).
+
+        Example:
+            >>> results = model.rerank("capital of France", ["Paris is in France", "Bread"])
+            >>> sorted(result.index for result in results)
+            [0, 1]
+        """
+        check_text(query, "query")
+        documents = check_texts(documents, "documents")
+        if top_n is not None:
+            check_positive_int(top_n, "top_n")
+        if not documents:
+            return []
+        [query_embeddings] = self.encode_queries([query])
+        document_embeddings = self.encode_documents(documents, batch_size=batch_size)
+        return rank(query_embeddings, document_embeddings, documents, top_n)
+
+
+def rank(
+    query: Any, documents: Sequence[Any], texts: Sequence[str], top_n: int | None
+) -> list[RerankResult]:
+    """`texts` ordered by the MaxSim of their `documents` vectors against `query`, best first.
+
+    Example:
+        >>> import numpy as np
+        >>> query = np.eye(2, dtype=np.float32)
+        >>> [hit.index for hit in rank(query, [query[:1], query], ["a", "b"], None)]
+        [1, 0]
+    """
+    row = scores([query], list(documents))[0]
+    order = np.argsort(-row, kind="stable")[:top_n]
+    return [RerankResult(int(i), float(row[i]), texts[i]) for i in order]
+
+
+def _no_chunking(encoder: LateInteractionEncoder, chunk_size: int) -> ValueError:
+    return ValueError(
+        f"chunk_size={chunk_size} needs an encoder that splits documents into token windows, "
+        f"and {type(encoder).__name__} has no tokenizer (supports_chunking is False); "
+        "leave chunk_size=None and split long texts before adding them"
+    )
+
+
+class TokenizedEncoder(LateInteractionEncoder):
+    """An encoder that tokenizes locally; subclasses fill in the token-id hooks.
+
+    Truncation, chunk windows, `explain` and `tokenize` are shared here.
+
+    Example:
+        >>> from maxsim.testing import FakeColBERT
+        >>> fake = FakeColBERT(dim=8)
+        >>> fake.supports_chunking, len(fake.tokenize(["Hello, world"], is_query=False)[0])
+        (True, 3)
+    """
+
+    supports_chunking: ClassVar[bool] = True
 
     @abstractmethod
     def _content_ids(self, texts: list[str]) -> list[list[int]]:
@@ -210,33 +329,6 @@ class LateInteractionEncoder(ABC):
                 f"got {chunk_overlap}"
             )
         return window
-
-    def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        top_n: int | None = None,
-        *,
-        batch_size: int = 32,
-    ) -> list[RerankResult]:
-        """Documents ordered by MaxSim against `query`, best first (ties keep input order).
-
-        Example:
-            >>> results = model.rerank("capital of France", ["Paris is in France", "Bread"])
-            >>> sorted(result.index for result in results)
-            [0, 1]
-        """
-        check_text(query, "query")
-        documents = check_texts(documents, "documents")
-        if top_n is not None:
-            check_positive_int(top_n, "top_n")
-        if not documents:
-            return []
-        [query_embeddings] = self.encode_queries([query])
-        document_embeddings = self.encode_documents(documents, batch_size=batch_size)
-        row = scores([query_embeddings], document_embeddings)[0]
-        order = np.argsort(-row, kind="stable")[:top_n]
-        return [RerankResult(int(i), float(row[i]), documents[i]) for i in order]
 
     def explain(self, query: str, document: str) -> Explanation:
         """Which document token each query token matched, with the similarities."""

@@ -8,13 +8,13 @@ import re
 import numpy as np
 import torch
 
-from maxsim.late_interaction import EncodedText, LateInteractionEncoder
+from maxsim.late_interaction import EncodedText, TokenizedEncoder
 from maxsim.validation import check_positive_int
 
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
 
 
-class FakeColBERT(LateInteractionEncoder):
+class FakeColBERT(TokenizedEncoder):
     """A model-free encoder for tests: each token's vector comes from a hash of its text.
 
     Tokens are lower-cased words and punctuation marks. Equal words get equal vectors, so

@@ -158,11 +158,11 @@ class DocumentStore(ABC):
     ) -> None:
         if not isinstance(model, LateInteractionEncoder):
             raise TypeError(
-                "model must be a maxsim encoder (maxsim.ColBERT or maxsim.testing.FakeColBERT), "
-                f"got {type(model).__name__}"
+                "model must be a maxsim encoder (maxsim.ColBERT, maxsim.RemoteColBERT or "
+                f"maxsim.testing.FakeColBERT), got {type(model).__name__}"
             )
         if chunk_size is not None:
-            model.check_chunking(chunk_size, chunk_overlap)
+            model.check_chunking(chunk_size, chunk_overlap)  # refused unless supports_chunking
         self.model = model
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap

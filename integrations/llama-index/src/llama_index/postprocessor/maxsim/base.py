@@ -12,7 +12,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from maxsim import ColBERT, LateInteractionEncoder
+from maxsim import LateInteractionEncoder, load_encoder
 
 dispatcher = get_dispatcher(__name__)
 
@@ -24,13 +24,14 @@ class ColBERTRerank(BaseNodePostprocessor):
     """Rerank retrieved nodes by ColBERT MaxSim against the query, best first.
 
     Args:
-        model: a checkpoint name or folder, loaded with `maxsim.ColBERT.from_pretrained`
-            on first use (default `jinaai/jina-colbert-v2`), or a maxsim encoder.
+        model: a checkpoint name or folder, or the http(s):// URL of a Jina-compatible
+            API, loaded with `maxsim.load_encoder` on first use (default
+            `jinaai/jina-colbert-v2`), or a maxsim encoder.
         top_n: how many nodes to return.
         keep_retrieval_score: keep each node's incoming score in its metadata under
             "retrieval_score" (on a copy of the node; left out of the embed and LLM text).
         batch_size: documents per encoding batch.
-        model_kwargs: keyword arguments for `ColBERT.from_pretrained` (dim, device, ...).
+        model_kwargs: keyword arguments for `maxsim.load_encoder` (dim, device, api_key, ...).
 
     The text scored is `node.get_content(metadata_mode=MetadataMode.EMBED)`; a node
     without text comes last with score None. Inputs are never changed: new
@@ -68,7 +69,7 @@ class ColBERTRerank(BaseNodePostprocessor):
     )
     batch_size: int = Field(default=32, gt=0, description="Documents per encoding batch.")
     model_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments for ColBERT.from_pretrained."
+        default_factory=dict, description="Keyword arguments for maxsim.load_encoder."
     )
 
     _encoder: LateInteractionEncoder | None = PrivateAttr(default=None)
@@ -95,7 +96,7 @@ class ColBERTRerank(BaseNodePostprocessor):
             if self._encoder is None:
                 if not self.model:
                     raise ValueError("model must be a non-empty checkpoint name or folder")
-                self._encoder = ColBERT.from_pretrained(self.model, **self.model_kwargs)
+                self._encoder = load_encoder(self.model, **self.model_kwargs)
             return self._encoder
 
     def _postprocess_nodes(
