@@ -1,4 +1,4 @@
-"""The `maxsim` command line (`python -m maxsim`): encode, rerank, index, search, demo.
+"""The `maxsim` command line (`python -m maxsim`): encode, rerank, index, search, serve, demo.
 
 Bad input (a missing, empty or malformed file, a store folder that is missing or
 corrupt, a model that cannot load, ...) ends with one `maxsim: ...` line on stderr and
@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from maxsim.cli_serve import add_serve
 from maxsim.encoder import DEFAULT_MODEL, ColBERT
 from maxsim.hub import LOCAL_FOLDER_FIX
 from maxsim.stores import DocumentStore, LateInteractionStore, load_store
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_rerank(commands)
     _add_index(commands)
     _add_search(commands)
+    add_serve(commands, _positive_int)
     demo = _command(
         commands,
         "demo",

@@ -11,7 +11,7 @@ from maxsim.remote import RemoteColBERT
 URL_SCHEMES = ("http://", "https://")
 
 
-def load_encoder(model: str | LateInteractionEncoder, **options: Any) -> LateInteractionEncoder:
+def load_encoder(model: str | LateInteractionEncoder, /, **options: Any) -> LateInteractionEncoder:
     """`model` itself when it is a maxsim encoder; an http(s):// URL as `RemoteColBERT`;
     any other string (a checkpoint name or folder) as `ColBERT.from_pretrained`.
 
