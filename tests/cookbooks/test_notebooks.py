@@ -99,12 +99,29 @@ def check_persistence(nb: nbformat.NotebookNode) -> None:
     assert int(points) > int(documents) == 4  # long documents became several windows
 
 
+def check_self_hosting(nb: nbformat.NotebookNode) -> None:
+    text = stdout(nb)
+    assert "health: {'status': 'ok', 'model': 'jina-colbert-v2'}" in text
+    assert re.search(r"query vectors: \(\d+, 128\)", text)
+    first = text.split("tokens billed:", 1)[1].splitlines()[1]  # the best reranked passage
+    assert first.endswith(
+        "Mount Everest, at 8,849 metres, is the highest mountain above sea level."
+    )
+    assert "{'detail': 'top_n: Input should be greater than or equal to 1'}" in text
+    assert "401 without the key" in text
+    assert "reranked first: Mount Everest" in text
+    assert "best: everest" in text
+    assert "remote == local to float32 noise: True" in text
+    assert "server stopped: True" in text
+
+
 CHECKS: dict[str, Callable[[nbformat.NotebookNode], None]] = {
     "01_quickstart.ipynb": check_quickstart,
     "02_langchain_rag.ipynb": check_langchain,
     "03_llamaindex_rerank.ipynb": check_llamaindex,
     "04_multilingual.ipynb": check_multilingual,
     "05_persistence_and_scale.ipynb": check_persistence,
+    "06_self_hosting.ipynb": check_self_hosting,
 }
 
 
