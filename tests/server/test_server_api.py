@@ -265,3 +265,12 @@ def test_cors_only_when_asked() -> None:
     with TestClient(create_app(FakeColBERT(), settings)) as opened:
         reply = opened.options("/v1/rerank", headers=preflight)
         assert reply.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_serve_command_reports_a_model_that_cannot_load(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from maxsim.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "missing"), "--port", "9"]) == 1
+    assert "maxsim: cannot load model" in capsys.readouterr().err

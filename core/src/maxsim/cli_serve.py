@@ -65,13 +65,13 @@ def run_serve(arguments: argparse.Namespace) -> int:
             f"maxsim serve needs the server extra ({error.name} is missing): "
             "pip install 'maxsim[server]'"
         ) from error
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         model = ColBERT.from_pretrained(
             arguments.model, dim=arguments.dim, device=arguments.device, dtype=arguments.dtype
         )
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot load model {arguments.model!r}: {error}") from error
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = ServerSettings(
         served_model_name=arguments.served_model_name,
         api_key=arguments.api_key or None,
