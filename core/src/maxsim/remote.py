@@ -10,7 +10,7 @@ import base64
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -155,23 +155,26 @@ class RemoteColBERT(LateInteractionEncoder):
         texts = check_texts(texts, "texts")
         step = min(check_positive_int(batch_size, "batch_size"), self.texts_per_request)
         parts = [texts[start : start + step] for start in range(0, len(texts), step)]
-        with (
-            tqdm(
-                total=len(texts),
-                desc=f"Encoding {input_type}s remotely",
-                unit="text",
-                disable=progress is False,
-                delay=0.0 if progress else PROGRESS_DELAY_SECONDS,
-            ) as bar,
-            ThreadPoolExecutor(max_workers=min(self.concurrency, len(parts) or 1)) as pool,
-        ):
-            arrays: list[np.ndarray] = []
-            for part, encoded in zip(
-                parts, pool.map(lambda part: self._request(part, input_type), parts), strict=True
-            ):
+        arrays: list[np.ndarray] = []
+        with tqdm(
+            total=len(texts),
+            desc=f"Encoding {input_type}s remotely",
+            unit="text",
+            disable=progress is False,
+            delay=0.0 if progress else PROGRESS_DELAY_SECONDS,
+        ) as bar:
+            for part, encoded in zip(parts, self._requests(parts, input_type), strict=True):
                 arrays.extend(encoded)
                 bar.update(len(part))
         return [torch.from_numpy(array) for array in arrays] if as_tensor else arrays
+
+    def _requests(self, parts: list[list[str]], input_type: str) -> Iterator[list[np.ndarray]]:
+        """Each part's arrays, in order; up to `concurrency` requests in flight."""
+        if len(parts) <= 1 or self.concurrency == 1:
+            yield from (self._request(part, input_type) for part in parts)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(parts))) as pool:
+            yield from pool.map(lambda part: self._request(part, input_type), parts)
 
     def _request(self, texts: list[str], input_type: str) -> list[np.ndarray]:
         body = {
