@@ -27,6 +27,7 @@ bench: setup
 	$(PY) benchmarks/scores.py
 	$(PY) benchmarks/encode.py
 	$(PY) benchmarks/store.py
+	$(PY) benchmarks/serve.py
 
 lint: setup
 	$(PY) -m ruff check core integrations tests benchmarks
