@@ -19,7 +19,7 @@ from maxsim.late_interaction import (
 from maxsim.loading import load_encoder
 from maxsim.remote import RemoteColBERT, RemoteError
 from maxsim.scoring import scores
-from maxsim.stores import Hit, LateInteractionStore, Record
+from maxsim.stores import Hit, LateInteractionStore, PLAIDStore, Record
 
 __all__ = [
     "ColBERT",
@@ -27,6 +27,7 @@ __all__ = [
     "Hit",
     "LateInteractionEncoder",
     "LateInteractionStore",
+    "PLAIDStore",
     "Record",
     "RemoteColBERT",
     "RemoteError",

@@ -16,9 +16,24 @@ import torch
 from maxsim.late_interaction import LateInteractionEncoder
 from maxsim.scoring import segment_scores
 from maxsim.stores import persistence
-from maxsim.stores.base import DocumentStore, Hit, Record, check_dtype, check_ids
+from maxsim.stores.base import DTYPES, DocumentStore, Hit, Record, check_dtype, check_ids
 
 SEGMENT_ARRAYS = ("starts", "lengths", "owners", "chunks")
+LAYOUT = persistence.Layout(
+    format="maxsim.LateInteractionStore",
+    version=1,
+    arrays={
+        "vectors": ((np.float16, np.float32), 2),
+        "lengths": ((np.int64,), 1),
+        "owners": ((np.int64,), 1),
+        "chunks": ((np.int64,), 1),
+    },
+    settings={
+        **persistence.MODEL_SETTINGS,
+        **persistence.CHUNK_SETTINGS,
+        "dtype": str,
+    },
+)
 GROWTH = 1.5
 COMPACT_WHEN_DEAD = 0.25
 
@@ -90,7 +105,7 @@ class LateInteractionStore(DocumentStore):
         ['a']
     """
 
-    format = persistence.FORMAT
+    format = LAYOUT.format
 
     def __init__(
         self,
@@ -186,47 +201,49 @@ class LateInteractionStore(DocumentStore):
         records, windows = self._snapshot.live_windows()
         flat = [vectors for document in windows for vectors in document]
         arrays = {
-            "vectors": torch.cat(flat)
+            "vectors": torch.cat(flat).numpy()
             if flat
-            else torch.empty((0, self.model.dim), dtype=self.dtype),
-            "lengths": torch.tensor([vectors.shape[0] for vectors in flat], dtype=torch.int64),
-            "owners": torch.tensor(
+            else np.empty((0, self.model.dim), dtype=str(self.dtype).removeprefix("torch.")),
+            "lengths": np.array([vectors.shape[0] for vectors in flat], dtype=np.int64),
+            "owners": np.array(
                 [owner for owner, document in enumerate(windows) for _ in document],
-                dtype=torch.int64,
+                dtype=np.int64,
             ),
-            "chunks": torch.tensor(
-                [chunk for document in windows for chunk in range(len(document))], dtype=torch.int64
+            "chunks": np.array(
+                [chunk for document in windows for chunk in range(len(document))], dtype=np.int64
             ),
         }
         settings = {
-            "model": self.model.name,
-            "dim": self.model.dim,
-            "query_length": self.model.query_length,
-            "document_length": self.model.document_length,
+            **persistence.model_settings(self.model),
             "dtype": str(self.dtype).removeprefix("torch."),
             "chunk_size": self.chunk_size,
             "chunk_overlap": self.chunk_overlap,
         }
-        persistence.save(Path(path), arrays, settings, records)
+        persistence.save(Path(path), LAYOUT, arrays, settings, records)
 
     @classmethod
     def load(
-        cls, path: str | Path, model: LateInteractionEncoder, *, force: bool = False
+        cls,
+        path: str | Path,
+        model: LateInteractionEncoder,
+        *,
+        force: bool = False,
+        **options: Any,
     ) -> LateInteractionStore:
         """Read a store written by `save`; the model must match (name and dim) unless forced.
+
+        `options` are refused: the saved settings decide how the store is built.
 
         Raises:
             FileNotFoundError: `path` holds no saved store.
             ValueError: a corrupt or truncated file (named), or a model mismatch.
         """
-        saved = persistence.load(Path(path))
+        if options:
+            raise TypeError(f"LateInteractionStore.load takes no options {sorted(options)}")
+        saved = persistence.load(Path(path), LAYOUT)
         settings = saved.settings
-        if settings["dim"] != model.dim or (settings["model"] != model.name and not force):
-            raise ValueError(
-                f"{path} was saved with model {settings['model']!r} (dim {settings['dim']}), "
-                f"not {model.name!r} (dim {model.dim}); load it with that model, or pass "
-                "force=True to use a different model of the same dim"
-            )
+        persistence.check_model(path, settings, model, force)
+        saved.inconsistent(_problems(saved))
         store = cls(
             model,
             dtype=settings["dtype"],
@@ -237,18 +254,18 @@ class LateInteractionStore(DocumentStore):
         return store
 
     def _adopt(self, saved: persistence.SavedStore) -> None:
-        """Take a loaded store's arrays as they are: they already form one compact matrix."""
+        """Take a loaded store's arrays: they already form one compact matrix."""
         arrays = saved.arrays
-        lengths = arrays["lengths"].numpy()
+        lengths = np.array(arrays["lengths"])
         with self._lock:
-            self._vectors = arrays["vectors"].to(self.dtype)
+            self._vectors = torch.from_numpy(np.array(arrays["vectors"])).to(self.dtype)
             self._tokens = self._vectors.shape[0]
             self._segments = len(lengths)
             self._segment_arrays = {
                 "starts": np.cumsum(lengths) - lengths,
                 "lengths": lengths,
-                "owners": arrays["owners"].numpy(),
-                "chunks": arrays["chunks"].numpy(),
+                "owners": np.array(arrays["owners"]),
+                "chunks": np.array(arrays["chunks"]),
             }
             self._records = list(saved.records)
             self._slots = {record.id: slot for slot, record in enumerate(self._records)}
@@ -404,3 +421,18 @@ def _best_windows(
     first = np.ones(len(owners), dtype=bool)
     first[1:] = owners[1:] != owners[:-1]
     return owners[first], values[first], chunks[first]
+
+
+def _problems(saved: persistence.SavedStore) -> list[str]:
+    """What in a loaded store's arrays disagrees with its manifest."""
+    arrays, settings = saved.arrays, saved.settings
+    vectors, lengths, owners = arrays["vectors"], arrays["lengths"], arrays["owners"]
+    documents = len(saved.records)
+    problems = []
+    if settings["dtype"] not in DTYPES or vectors.dtype != np.dtype(settings["dtype"]):
+        problems.append(f"vectors are {vectors.dtype}, not {settings['dtype']!r}")
+    if vectors.shape[1] != settings["dim"]:
+        problems.append(f"vectors have shape {vectors.shape}, dim {settings['dim']}")
+    return problems + persistence.window_problems(
+        vectors.shape[0], lengths, owners, arrays["chunks"], documents
+    )
