@@ -38,7 +38,7 @@ def minilm(minilm_path: Path) -> maxsim.ColBERT:
     return maxsim.ColBERT.from_pretrained(str(minilm_path))
 
 
-STORE_KINDS = ["memory", "qdrant"]
+STORE_KINDS = ["memory", "plaid", "qdrant"]
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -51,6 +51,8 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     def make(model: maxsim.LateInteractionEncoder, **options: Any) -> Any:
         if request.param == "memory":
             return maxsim.LateInteractionStore(model, **options)
+        if request.param == "plaid":
+            return maxsim.PLAIDStore(model, **options)
         from qdrant_client import QdrantClient
 
         from maxsim.stores import QdrantStore
