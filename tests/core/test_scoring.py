@@ -75,8 +75,8 @@ def test_blocks_give_the_same_scores(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     whole = maxsim.scores(queries, documents)
     monkeypatch.setattr(scoring, "QUERY_ROWS_PER_BLOCK", 10)
-    monkeypatch.setattr(scoring, "DOCUMENTS_PER_BLOCK", 4)
-    np.testing.assert_allclose(maxsim.scores(queries, documents), whole, rtol=1e-6)
+    monkeypatch.setattr(scoring, "SEGMENT_BLOCK_ROWS", 8)
+    np.testing.assert_allclose(maxsim.scores(queries, documents), whole, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(whole, reference_scores(queries, documents), rtol=1e-5, atol=1e-4)
 
 
