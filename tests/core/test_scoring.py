@@ -126,6 +126,24 @@ def test_empty_inputs_give_empty_matrix() -> None:
             r"queries\[1\] has dim 3",
         ),
         ([np.ones((1, 2))], [np.ones((0, 2))], ValueError, r"documents\[0\] has no rows"),
+        (
+            [np.ones((1, 2)), np.array([[np.nan, 1.0]])],
+            [np.ones((1, 2))],
+            ValueError,
+            r"queries\[1\] contains NaN or infinite values",
+        ),
+        (
+            [np.array([[np.inf, 1.0]])],
+            [np.ones((1, 2))],
+            ValueError,
+            r"queries\[0\] contains NaN or infinite values",
+        ),
+        (
+            [np.ones((1, 2))],
+            [np.ones((1, 2)), np.ones((3, 2)), np.array([[0.0, 1.0], [np.nan, 0.0]])],
+            ValueError,
+            r"documents\[2\] contains NaN or infinite values",
+        ),
     ],
 )
 def test_bad_inputs_name_the_item(

@@ -53,7 +53,7 @@ def scores(queries: Matrices, documents: Matrices, *, normalize: bool = False) -
         query_items, lambda first, last: _concat(document_items[first:last]), lengths
     )
     for position in np.flatnonzero(~np.isfinite(by_document).all(axis=1)):
-        if not _is_finite(document_items[position]):
+        if not is_finite(document_items[position]):
             raise non_finite_error(f"documents[{position}]")
     result = np.ascontiguousarray(by_document.T)
     if normalize:
@@ -194,15 +194,17 @@ def check_dims(items: list[torch.Tensor], argument: str, dim: int, reference: st
 def check_finite(items: list[torch.Tensor], argument: str) -> None:
     """Raise ValueError naming the first item that holds NaN or infinite values."""
     for position, item in enumerate(items):
-        if not _is_finite(item):
+        if not is_finite(item):
             raise non_finite_error(f"{argument}[{position}]")
 
 
 def non_finite_error(name: str) -> ValueError:
+    """The error for vectors `name` that hold NaN or infinite values."""
     return ValueError(
         f"{name} contains NaN or infinite values; check the model or code that made these vectors"
     )
 
 
-def _is_finite(item: torch.Tensor) -> bool:
+def is_finite(item: torch.Tensor) -> bool:
+    """True when `item` holds no NaN or infinite value."""
     return bool(torch.isfinite(item).all())

@@ -16,7 +16,7 @@ import torch
 
 from maxsim.filters import MetadataFilter, compile_filter
 from maxsim.late_interaction import LateInteractionEncoder
-from maxsim.scoring import as_matrices, check_dims
+from maxsim.scoring import as_matrices, check_dims, check_finite, is_finite, non_finite_error
 from maxsim.validation import check_positive_int, check_texts
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -122,8 +122,8 @@ def check_embeddings(embeddings: Any, dim: int) -> list[list[torch.Tensor]]:
             raise TypeError(f"{argument} must be a [rows, dim] array or a list of them")
         matrices = [matrix.cpu() for matrix in as_matrices(windows, argument)]
         check_dims(matrices, argument, dim, "the store's model")
-        if not all(np.isfinite(matrix.numpy()).all() for matrix in matrices):
-            raise ValueError(f"{argument} contains NaN or infinite values")
+        if not all(is_finite(matrix) for matrix in matrices):
+            raise non_finite_error(argument)
         documents.append(matrices)
     return documents
 
@@ -327,6 +327,7 @@ class DocumentStore(ABC):
         check_positive_int(k, "k")
         matrices = as_matrices(queries, "queries")
         check_dims(matrices, "queries", self.model.dim, "the store's model")
+        check_finite(matrices, "queries")
         prepared = self._prepare_filter(filter)
         if not matrices:
             return []
