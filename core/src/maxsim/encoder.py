@@ -131,6 +131,14 @@ class ColBERT(TokenizedEncoder):
         encoded = self.tokenizer(texts, add_special_tokens=False, verbose=False)
         return [list(row) for row in encoded["input_ids"]]
 
+    def _content_offsets(self, texts: list[str]) -> list[list[tuple[int, int]]] | None:
+        if not getattr(self.tokenizer, "is_fast", False):
+            return None
+        encoded = self.tokenizer(
+            texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        return [[(int(start), int(end)) for start, end in row] for row in encoded["offset_mapping"]]
+
     def _frame(self, content: list[int], is_query: bool) -> list[int]:
         rules = self.rules
         prefix = rules.query_prefix_ids if is_query else rules.document_prefix_ids

@@ -51,6 +51,9 @@ class FakeColBERT(TokenizedEncoder):
             for text in texts
         ]
 
+    def _content_offsets(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        return [[match.span() for match in TOKEN_PATTERN.finditer(text)] for text in texts]
+
     def _frame(self, content: list[int], is_query: bool) -> list[int]:
         return content
 
