@@ -25,11 +25,13 @@ logger = logging.getLogger("maxsim")
 
 @dataclass(frozen=True)
 class RerankResult:
-    """One reranked document: its position in the input, its MaxSim score, its text."""
+    """One reranked document: its position in the input, its raw MaxSim `score`, its
+    text, and `normalized_score` (score / query rows, in [-1, 1] for cosine models)."""
 
     index: int
     score: float
     document: str
+    normalized_score: float
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,8 @@ def rank(
     """
     row = scores([query], list(documents))[0]
     order = np.argsort(-row, kind="stable")[:top_n]
-    return [RerankResult(int(i), float(row[i]), texts[i]) for i in order]
+    rows = query.shape[0]
+    return [RerankResult(int(i), float(row[i]), texts[i], float(row[i]) / rows) for i in order]
 
 
 def _no_chunking(encoder: LateInteractionEncoder, chunk_size: int) -> ValueError:
