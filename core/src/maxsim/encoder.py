@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from maxsim.batching import token_budget_batches
-from maxsim.checkpoints import Checkpoint, LoadOptions, load_checkpoint
+from maxsim.checkpoints import Checkpoint, LoadOptions, load_checkpoint, resolve_folder
+from maxsim.fingerprint import checkpoint_fingerprint
 from maxsim.late_interaction import EncodedText, TokenizedEncoder
 from maxsim.models.jina_xlmr import flash_attention_available
 from maxsim.validation import check_positive_int
@@ -59,6 +60,7 @@ class ColBERT(TokenizedEncoder):
         self._projection = checkpoint.projection.to(device=device, dtype=dtype)
         self._skiplist = torch.tensor(sorted(checkpoint.rules.skiplist_ids), dtype=torch.long)
         self._before, self._after = _special_tokens_around_content(checkpoint.tokenizer)
+        self._fingerprint: str | None = None
 
     @classmethod
     def from_pretrained(
@@ -118,6 +120,13 @@ class ColBERT(TokenizedEncoder):
             dtype=resolved_dtype,
             max_batch_tokens=max_batch_tokens,
         )
+
+    @property
+    def fingerprint(self) -> str:
+        """Digest of the checkpoint folder's config and weights (computed on first use)."""
+        if self._fingerprint is None:
+            self._fingerprint = checkpoint_fingerprint(resolve_folder(self.name))
+        return self._fingerprint
 
     @property
     def query_length(self) -> int:

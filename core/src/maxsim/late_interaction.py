@@ -99,6 +99,12 @@ class LateInteractionEncoder(ABC):
     def document_length(self) -> int:
         """Most tokens per document, specials and markers included."""
 
+    @property
+    def fingerprint(self) -> str | None:
+        """An id of the checkpoint's config and weights, the same wherever it was loaded
+        from (None when unknown: then stores compare models by name)."""
+        return None
+
     @abstractmethod
     def encode_queries(
         self,

@@ -38,6 +38,12 @@ class FakeColBERT(TokenizedEncoder):
         self._vectors: dict[int, torch.Tensor] = {}
 
     @property
+    def fingerprint(self) -> str:
+        """Equal for fakes with equal settings, which encode alike."""
+        settings = f"{self.name}:{self._query_length}:{self._document_length}"
+        return hashlib.blake2b(settings.encode(), digest_size=16).hexdigest()
+
+    @property
     def query_length(self) -> int:
         return self._query_length
 

@@ -213,6 +213,7 @@ class LateInteractionStore(DocumentStore):
         }
         settings = {
             "model": self.model.name,
+            "fingerprint": self.model.fingerprint,
             "dim": self.model.dim,
             "query_length": self.model.query_length,
             "document_length": self.model.document_length,
@@ -226,7 +227,9 @@ class LateInteractionStore(DocumentStore):
     def load(
         cls, path: str | Path, model: LateInteractionEncoder, *, force: bool = False
     ) -> LateInteractionStore:
-        """Read a store written by `save`; the model must match (name and dim) unless forced.
+        """Read a store written by `save`; the model must match unless forced: the same
+        checkpoint (by the fingerprint of its config and weights, wherever it was loaded
+        from; by name for a store saved without one) and always the same dim.
 
         Raises:
             FileNotFoundError: `path` holds no saved store.
@@ -234,7 +237,7 @@ class LateInteractionStore(DocumentStore):
         """
         saved = persistence.load(Path(path))
         settings = saved.settings
-        if settings["dim"] != model.dim or (settings["model"] != model.name and not force):
+        if settings["dim"] != model.dim or (not _saved_by(settings, model, path) and not force):
             raise ValueError(
                 f"{path} was saved with model {settings['model']!r} (dim {settings['dim']}), "
                 f"not {model.name!r} (dim {model.dim}); load it with that model, or pass "
@@ -431,6 +434,16 @@ def _best_windows(
     first = np.ones(len(owners), dtype=bool)
     first[1:] = owners[1:] != owners[:-1]
     return owners[first], values[first], order[first]
+
+
+def _saved_by(settings: dict[str, Any], model: LateInteractionEncoder, path: str | Path) -> bool:
+    """Whether the store's settings name `model`'s checkpoint."""
+    saved = settings.get("fingerprint")
+    if saved is not None and not isinstance(saved, str):
+        raise ValueError(f"{path}: the manifest's fingerprint is {saved!r}, not a string")
+    if saved is None or model.fingerprint is None:
+        return bool(settings["model"] == model.name)
+    return saved == model.fingerprint
 
 
 def _span(snapshot: _Snapshot, segment: int) -> tuple[int, int] | None:

@@ -23,6 +23,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 from llama_index.vector_stores.maxsim.filters import Dialect, combine, to_maxsim_filter
 from llama_index.vector_stores.maxsim.nodes import hit_node
 from maxsim import LateInteractionEncoder, LateInteractionStore, Record, load_encoder
+from maxsim.fingerprint import same_model
 from maxsim.stores import DocumentStore, load_store
 
 NODE_ID_KEY = "_node_id"
@@ -120,10 +121,10 @@ class ColBERTVectorStore(BasePydanticVectorStore):
                 "store must be a maxsim store (a maxsim.stores.DocumentStore such as "
                 f"LateInteractionStore), got {type(store).__name__}"
             )
-        elif model is not None and model is not store.model:
+        elif model is not None and not same_model(model, store.model):
             raise ValueError(
-                "store was built with another model; leave model out to use the store's "
-                f"({store.model.name!r})"
+                "store was built with another model (compared by the checkpoint's config "
+                f"and weights); leave model out to use the store's ({store.model.name!r})"
             )
         # mypy sees the base class's fields only (no pydantic plugin here).
         super().__init__(  # type: ignore[call-arg]
