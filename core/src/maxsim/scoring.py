@@ -97,7 +97,7 @@ def _segment_maxsim(
         rows = rows_of(first, last).to(device=device, dtype=torch.float32)
         segment_lengths = lengths[first:last]
         offsets = np.cumsum(segment_lengths) - segment_lengths
-        for (stacked, row_starts), start in zip(query_blocks, query_starts, strict=False):
+        for (stacked, row_starts), start in zip(query_blocks, query_starts[:-1], strict=True):
             similarities = torch.mm(rows, stacked).cpu().numpy()
             best = np.maximum.reduceat(similarities, offsets, axis=0)
             result[first:last, start : start + len(row_starts)] = np.add.reduceat(
