@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 T = TypeVar("T")
@@ -19,6 +23,7 @@ SAMPLE_SECONDS = 0.005
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 QUIET_WINDOW_SECONDS = 1.0
 QUIET_TIMEOUT_SECONDS = 120.0
+CLUSTER_NOISE = np.float32(0.06)
 
 
 def timed(function: Callable[[], T]) -> tuple[float, T]:
@@ -41,40 +46,77 @@ def matmul_gflops(size: int = 4096, repeats: int = 3) -> float:
     return 2 * size**3 / seconds / 1e9
 
 
-def _cpu_seconds() -> tuple[float, float]:
-    """Busy CPU seconds of the whole machine (from /proc/stat), and of this process."""
+def _cpu_seconds(neighbours: Sequence[int] = ()) -> tuple[float, float]:
+    """Busy CPU seconds of the whole machine (from /proc/stat), and of this process plus
+    the `neighbours` it started itself (process ids)."""
     values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     idle = values[3] + values[4]
     own = os.times()
-    return (sum(values) - idle) / CLOCK_TICKS, own.user + own.system
+    started = 0
+    for pid in neighbours:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        started += int(fields[11]) + int(fields[12])
+    return (sum(values) - idle) / CLOCK_TICKS, own.user + own.system + started / CLOCK_TICKS
+
+
+@contextmanager
+def busy_neighbour() -> Iterator[int]:
+    """Another process spinning on one core (a Python busy loop) while the block runs;
+    yields its process id and kills it at the end."""
+    process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+def clustered_unit_rows(rng: np.random.Generator, centroids: np.ndarray, rows: int) -> np.ndarray:
+    """`rows` float32 unit rows scattered around random `centroids`, the way real token
+    vectors gather around a few thousand directions."""
+    picks = rng.integers(len(centroids), size=rows)
+    noise = rng.standard_normal((rows, centroids.shape[1]), dtype=np.float32)
+    values = centroids[picks] + CLUSTER_NOISE * noise
+    return values / np.linalg.norm(values, axis=1, keepdims=True)
+
+
+def random_centroids(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
+    """`count` random float32 unit vectors of length `dim`."""
+    values = rng.standard_normal((count, dim), dtype=np.float32)
+    return values / np.linalg.norm(values, axis=1, keepdims=True)
 
 
 class QuietTimer:
     """Wall-clock timing that notices other processes competing for the CPU.
 
     On a small shared machine another process (a test run, say) can take half the cores
-    and double a timing. Before each timed call this waits (up to two minutes) for a
+    and double a timing. Before each timed call this waits (up to `timeout` s) for a
     second in which other processes used under `threshold` of the CPUs; a call during
     which they used more is repeated, up to `attempts` calls, and the fastest is kept.
     """
 
-    def __init__(self, attempts: int = 3, threshold: float = 0.05) -> None:
+    def __init__(
+        self, attempts: int = 3, threshold: float = 0.05, timeout: float = QUIET_TIMEOUT_SECONDS
+    ) -> None:
         self.attempts = attempts
         self.threshold = threshold
+        self.timeout = timeout
         self.runs = 0
         self.contended = 0
+        self.neighbours: list[int] = []
 
     def foreign_share(self, function: Callable[[], Any]) -> tuple[float, float]:
-        """Seconds `function` took, and the share of all CPUs other processes used meanwhile."""
-        busy, own = _cpu_seconds()
+        """Seconds `function` took, and the share of all CPUs other processes (not counting
+        `neighbours`, the busy processes a run starts on purpose) used meanwhile."""
+        busy, own = _cpu_seconds(self.neighbours)
         seconds, _ = timed(function)
-        busy_after, own_after = _cpu_seconds()
+        busy_after, own_after = _cpu_seconds(self.neighbours)
         foreign = max(busy_after - busy - (own_after - own), 0.0)
         return seconds, foreign / (max(seconds, 1e-3) * (os.cpu_count() or 1))
 
     def wait(self) -> None:
-        """Return after a quiet second, or after QUIET_TIMEOUT_SECONDS."""
-        deadline = time.monotonic() + QUIET_TIMEOUT_SECONDS
+        """Return after a quiet second, or after `timeout` seconds."""
+        deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             _, share = self.foreign_share(lambda: time.sleep(QUIET_WINDOW_SECONDS))
             if share < self.threshold:

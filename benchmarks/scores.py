@@ -1,14 +1,18 @@
 """Exact MaxSim speed: `maxsim.scores` against PyLate's padded einsum, on the CPU.
 
-One query (32 random unit rows, dim 128) against 10,000 documents of 50-600 random unit
-rows, given as a list of float32 numpy arrays. The baseline pads every document to the
-longest, masks, and scores with `torch.einsum("ash,bth->abst", ...)`; it is timed with
-the padding (what a caller holding a list pays) and without it (pre-padded tensors).
+One query (32 unit rows, dim 128) against 10,000 documents of 50-600 unit rows, given as
+a list of float32 numpy arrays; rows are clustered around 4,096 random directions, as
+token vectors are. The baseline pads every document to the longest, masks, and scores
+with `torch.einsum("ash,bth->abst", ...)`; it is timed with the padding (what a caller
+holding a list pays) and without it (pre-padded tensors).
+
+Two runs: on an otherwise idle CPU, and with a busy neighbour (a second process this
+script starts, spinning on one core, as a RAG service's CPU is never its own).
 
 Run from the repository root:
 
     .venv/bin/python benchmarks/scores.py            # or: make bench
-    .venv/bin/python benchmarks/scores.py --documents 2000 --repeats 3
+    .venv/bin/python benchmarks/scores.py --documents 2000 --repeats 3 --runs busy
 """
 
 from __future__ import annotations
@@ -22,13 +26,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import MatmulRates, QuietTimer, machine, markdown_table, peak_extra_mib
+from common import (
+    MatmulRates,
+    QuietTimer,
+    busy_neighbour,
+    clustered_unit_rows,
+    machine,
+    markdown_table,
+    peak_extra_mib,
+    random_centroids,
+)
 from torch.nn.utils.rnn import pad_sequence
 
 import maxsim
 
 QUERY_ROWS = 32
 DIM = 128
+CENTROIDS = 4096
 
 
 @dataclass(frozen=True)
@@ -60,23 +74,28 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-rows", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per variant")
     parser.add_argument("--attempts", type=int, default=3, help="tries per timed call")
+    parser.add_argument(
+        "--quiet-timeout", type=float, default=120.0, help="most seconds to wait for a quiet CPU"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        choices=["idle", "busy"],
+        default=["idle", "busy"],
+        help="idle CPU, and/or with a busy neighbour process",
+    )
     return parser.parse_args()
-
-
-def unit_rows(rng: np.random.Generator, rows: int) -> np.ndarray:
-    """`rows` random float32 rows of length DIM, each scaled to unit norm."""
-    matrix = rng.standard_normal((rows, DIM), dtype=np.float32)
-    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
 
 
 def make_data(args: argparse.Namespace) -> tuple[np.ndarray, list[np.ndarray]]:
     """The query and the documents, from a seeded generator."""
     rng = np.random.default_rng(args.seed)
-    query = unit_rows(rng, QUERY_ROWS)
+    centroids = random_centroids(rng, CENTROIDS, DIM)
+    query = clustered_unit_rows(rng, centroids, QUERY_ROWS)
     lengths = rng.integers(args.min_rows, args.max_rows, endpoint=True, size=args.documents)
-    return query, [unit_rows(rng, int(length)) for length in lengths]
+    return query, [clustered_unit_rows(rng, centroids, int(length)) for length in lengths]
 
 
 def ours(query: np.ndarray, documents: list[np.ndarray]) -> np.ndarray:
@@ -169,41 +188,44 @@ def main() -> None:
     padded_rows = padded.documents.shape[0] * padded.documents.shape[1]
     query_tensor = torch.from_numpy(query)
     difference = float(np.abs(ours(query, documents) - einsum_scores(query_tensor, padded)).max())
-    timer = QuietTimer(attempts=args.attempts)
-    rates = MatmulRates(timer)
-    results = measure(
-        [
-            Variant(
-                "ours: `maxsim.scores([q], docs)`",
-                lambda: ours(query, documents),
-                2 * QUERY_ROWS * total_rows * DIM,
-            ),
-            Variant(
-                "baseline: pad_sequence + mask + einsum",
-                lambda: baseline_with_padding(query, documents),
-                2 * QUERY_ROWS * padded_rows * DIM,
-            ),
-            Variant(
-                "baseline: einsum on pre-padded tensors",
-                lambda: einsum_scores(query_tensor, padded),
-                2 * QUERY_ROWS * padded_rows * DIM,
-            ),
-        ],
-        args.repeats,
-        timer,
-        rates,
-    )
+    variants = [
+        Variant(
+            "ours: `maxsim.scores([q], docs)`",
+            lambda: ours(query, documents),
+            2 * QUERY_ROWS * total_rows * DIM,
+        ),
+        Variant(
+            "baseline: pad_sequence + mask + einsum",
+            lambda: baseline_with_padding(query, documents),
+            2 * QUERY_ROWS * padded_rows * DIM,
+        ),
+        Variant(
+            "baseline: einsum on pre-padded tensors",
+            lambda: einsum_scores(query_tensor, padded),
+            2 * QUERY_ROWS * padded_rows * DIM,
+        ),
+    ]
     print(
         f"1 query x {QUERY_ROWS} rows vs {len(documents):,} documents of "
         f"{args.min_rows}-{args.max_rows} rows ({total_rows:,} rows, padded to "
-        f"{padded.documents.shape[1]}), dim {DIM}, float32; median of {args.repeats} "
-        "interleaved runs.\n"
+        f"{padded.documents.shape[1]}), dim {DIM}, float32, rows clustered around "
+        f"{CENTROIDS:,} directions; median of {args.repeats} interleaved runs. "
+        f"max |ours - baseline| = {difference:.2e}.\n"
     )
-    print(report(results, rates.best))
-    print(
-        f"\nmax |ours - baseline| = {difference:.2e}. {rates.summary()} {timer.summary()}\n"
-        f"{machine()}"
-    )
+    for run in args.runs:
+        timer = QuietTimer(attempts=args.attempts, timeout=args.quiet_timeout)
+        rates = MatmulRates(timer)
+        if run == "idle":
+            results = measure(variants, args.repeats, timer, rates)
+        else:
+            with busy_neighbour() as pid:
+                timer.neighbours.append(pid)
+                results = measure(variants, args.repeats, timer, rates)
+        title = "Idle CPU" if run == "idle" else "One busy neighbour process (a Python busy loop)"
+        print(
+            f"### {title}\n\n{report(results, rates.best)}\n\n{rates.summary()} {timer.summary()}\n"
+        )
+    print(machine())
 
 
 if __name__ == "__main__":

@@ -75,8 +75,8 @@ def test_blocks_give_the_same_scores(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     whole = maxsim.scores(queries, documents)
     monkeypatch.setattr(scoring, "QUERY_ROWS_PER_BLOCK", 10)
-    monkeypatch.setattr(scoring, "DOCUMENTS_PER_BLOCK", 4)
-    np.testing.assert_allclose(maxsim.scores(queries, documents), whole, rtol=1e-6)
+    monkeypatch.setattr(scoring, "SEGMENT_BLOCK_ROWS", 8)
+    np.testing.assert_allclose(maxsim.scores(queries, documents), whole, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(whole, reference_scores(queries, documents), rtol=1e-5, atol=1e-4)
 
 
@@ -126,6 +126,24 @@ def test_empty_inputs_give_empty_matrix() -> None:
             r"queries\[1\] has dim 3",
         ),
         ([np.ones((1, 2))], [np.ones((0, 2))], ValueError, r"documents\[0\] has no rows"),
+        (
+            [np.ones((1, 2)), np.array([[np.nan, 1.0]])],
+            [np.ones((1, 2))],
+            ValueError,
+            r"queries\[1\] contains NaN or infinite values",
+        ),
+        (
+            [np.array([[np.inf, 1.0]])],
+            [np.ones((1, 2))],
+            ValueError,
+            r"queries\[0\] contains NaN or infinite values",
+        ),
+        (
+            [np.ones((1, 2))],
+            [np.ones((1, 2)), np.ones((3, 2)), np.array([[0.0, 1.0], [np.nan, 0.0]])],
+            ValueError,
+            r"documents\[2\] contains NaN or infinite values",
+        ),
     ],
 )
 def test_bad_inputs_name_the_item(

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import maxsim
+from maxsim import scoring
 from maxsim.stores import persistence
 from maxsim.testing import FakeColBERT
 
@@ -213,6 +214,16 @@ def test_bad_filters(filter: Any, error: type[Exception], message: str) -> None:
         (lambda s: s.delete("old"), TypeError, "wrap a single id in a list"),
         (lambda s: s.search("a", k=0), ValueError, "k must be at least 1"),
         (lambda s: s.search_embeddings([np.ones((2, 4))]), ValueError, r"queries\[0\] has dim 4"),
+        (
+            lambda s: s.search_embeddings([np.ones((2, 16)), np.full((2, 16), np.nan)]),
+            ValueError,
+            r"queries\[1\] contains NaN or infinite values",
+        ),
+        (
+            lambda s: s.search_embeddings([np.full((1, 16), -np.inf)]),
+            ValueError,
+            r"queries\[0\] contains NaN or infinite values",
+        ),
     ],
 )
 def test_bad_inputs_store_nothing(call: Any, error: type[Exception], message: str) -> None:
@@ -479,3 +490,31 @@ TestStoreMachine.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+def test_search_blocks_queries_and_scores_a_segment_longer_than_a_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(3)
+    documents = [rng.standard_normal((rows, 16)).astype(np.float32) for rows in (100, 3, 7, 20)]
+    queries = [rng.standard_normal((5, 16)).astype(np.float32) for _ in range(12)]
+    store = maxsim.LateInteractionStore(MODEL, dtype="float32")
+    store.add_embeddings(documents, ids=["long", "a", "b", "c"])
+    monkeypatch.setattr(scoring, "QUERY_ROWS_PER_BLOCK", 8)
+    monkeypatch.setattr(scoring, "SEGMENT_BLOCK_ROWS", 16)
+    stacked_rows: list[int] = []
+    stack = scoring._stack
+
+    def recording_stack(items: list[Any], device: Any) -> Any:
+        stacked_rows.append(sum(item.shape[0] for item in items))
+        return stack(items, device)
+
+    monkeypatch.setattr(scoring, "_stack", recording_stack)
+    results = store.search_embeddings(queries, k=4)
+    assert stacked_rows and max(stacked_rows) <= 8
+    expected = maxsim.scores(queries, documents)
+    ids = ["long", "a", "b", "c"]
+    for row, hits in zip(expected, results, strict=True):
+        assert {hit.id: hit.score for hit in hits} == pytest.approx(
+            dict(zip(ids, row.tolist(), strict=True)), abs=1e-4
+        )

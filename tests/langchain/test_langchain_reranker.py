@@ -32,8 +32,12 @@ def test_orders_by_maxsim_with_relevance_scores(
     expected = fake.rerank(query, [document.page_content for document in documents])
     assert [document.id for document in reranked] == [documents[r.index].id for r in expected]
     assert [d.metadata["relevance_score"] for d in reranked] == pytest.approx(
+        [r.normalized_score for r in expected]
+    )
+    assert [d.metadata["maxsim_score"] for d in reranked] == pytest.approx(
         [r.score for r in expected]
     )
+    assert all(-1 <= d.metadata["relevance_score"] <= 1 for d in reranked)
     assert reranked[0].id == "berlin"
     for document in reranked:
         original = next(item for item in documents if item.id == document.id)
@@ -41,6 +45,7 @@ def test_orders_by_maxsim_with_relevance_scores(
         assert document.metadata == {
             **original.metadata,
             "relevance_score": pytest.approx(document.metadata["relevance_score"]),
+            "maxsim_score": pytest.approx(document.metadata["maxsim_score"]),
         }
 
 

@@ -116,13 +116,15 @@ def test_from_documents_keeps_ids(fake: FakeColBERT) -> None:
     assert documents[1].id is None  # the input is unchanged
 
 
-def test_chunked_store_returns_the_whole_text(fake: FakeColBERT) -> None:
+def test_chunked_store_returns_the_matching_window(fake: FakeColBERT) -> None:
     long_text = " ".join(f"word{i}" for i in range(40)) + " needle"
     retriever = ColBERTRetriever.from_texts(
         [long_text, "short text"], fake, chunk_size=10, chunk_overlap=2, k=1
     )
     [document] = retriever.invoke("needle")
-    assert document.page_content == long_text
+    start, end = document.metadata["span"]
+    assert document.page_content == long_text[start:end]
+    assert document.page_content.endswith("needle") and len(document.page_content.split()) <= 10
 
 
 def test_works_on_a_qdrant_store(fake: FakeColBERT, passages: dict[str, str]) -> None:

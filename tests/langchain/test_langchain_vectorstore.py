@@ -184,7 +184,9 @@ def test_mmr_on_a_chunked_store_uses_the_matched_window(fake: FakeColBERT) -> No
     vectorstore.add_texts([long_text, "apple pie", "pear tart"], ids=["long", "short", "tart"])
     found = vectorstore.max_marginal_relevance_search("apple pie", k=3, lambda_mult=0.5)
     assert {document.id for document in found} == {"long", "short", "tart"}
-    assert next(d for d in found if d.id == "long").page_content == long_text
+    window = next(d for d in found if d.id == "long")
+    start, end = window.metadata["span"]
+    assert window.page_content == long_text[start:end] and window.page_content.endswith("pie")
 
 
 def test_mmr_with_documents_stored_without_text(fake: FakeColBERT) -> None:
@@ -315,8 +317,9 @@ def test_from_texts_and_from_documents(fake: FakeColBERT) -> None:
 def test_constructor_checks_store_and_model(fake: FakeColBERT) -> None:
     store = maxsim.LateInteractionStore(fake)
     assert ColBERTVectorStore(model=fake, store=store).store is store
+    assert ColBERTVectorStore(model=FakeColBERT(dim=fake.dim), store=store).model is fake
     with pytest.raises(ValueError, match="model differs"):
-        ColBERTVectorStore(model=FakeColBERT(), store=store)
+        ColBERTVectorStore(model=FakeColBERT(dim=fake.dim + 1), store=store)
     with pytest.raises(TypeError, match="apply to a new store only"):
         ColBERTVectorStore(store=store, chunk_size=64)
     with pytest.raises(TypeError, match="must be a maxsim store"):

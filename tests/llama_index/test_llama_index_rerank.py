@@ -39,7 +39,12 @@ def test_orders_by_maxsim_and_keeps_top_n(fake: FakeColBERT, capitals: list[Text
     texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in capitals]
     expected = fake.rerank(QUERY, texts, top_n=3)
     assert _ids(results) == [capitals[hit.index].node_id for hit in expected]
-    assert [result.score for result in results] == pytest.approx([hit.score for hit in expected])
+    assert [result.score for result in results] == pytest.approx(
+        [hit.normalized_score for hit in expected]
+    )
+    assert [result.node.metadata["maxsim_score"] for result in results] == pytest.approx(
+        [hit.score for hit in expected]
+    )
     assert results[0].node.node_id == "paris"
     assert rerank.class_name() == "ColBERTRerank"
     assert rerank.top_n == 3 and rerank.batch_size == 32 and not rerank.keep_retrieval_score

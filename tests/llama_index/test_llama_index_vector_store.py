@@ -59,11 +59,11 @@ def test_query_returns_the_nodes_as_added(
     assert result.ids == ["paris", _ids(result.nodes or [])[1]]
     assert _ids(result.nodes or []) == result.ids
     hits = vector_store.client.search("capital of France", k=2)
-    assert result.similarities == pytest.approx([hit.score for hit in hits])
+    assert result.similarities == pytest.approx([hit.normalized_score for hit in hits])
     paris = (result.nodes or [])[0]
     original = capitals[1]
     assert paris.get_content() == original.get_content()
-    assert paris.metadata == original.metadata
+    assert paris.metadata == {**original.metadata, "maxsim_score": pytest.approx(hits[0].score)}
     assert paris.ref_doc_id == "geo"
     assert paris.embedding is None
 
@@ -219,8 +219,12 @@ def test_store_filled_by_maxsim_directly(fake: FakeColBERT) -> None:
     vector_store = ColBERTVectorStore(store=store)
     result = vector_store.query(_query("Seine river", k=1, filters=ENGLISH))
     [node] = result.nodes or []
-    assert node.node_id == "p" and node.metadata == {"lang": "en"}
-    assert node.get_content().startswith("Paris is the capital")
+    text = "Paris is the capital of France and lies on the Seine river."
+    assert node.node_id == "p" and node.metadata["lang"] == "en"
+    assert node.metadata["document_id"] == "p" and node.metadata["chunk"] >= 1
+    start, end = node.metadata["span"]
+    assert node.get_content() == text[start:end] and "Seine river" in node.get_content()
+    assert len(node.get_content()) < len(text)
 
 
 def test_reads_and_deletes_filter_as_query_does(fake: FakeColBERT, make_store: Any) -> None:

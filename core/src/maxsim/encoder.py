@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from maxsim.batching import token_budget_batches
-from maxsim.checkpoints import Checkpoint, LoadOptions, load_checkpoint
+from maxsim.checkpoints import Checkpoint, LoadOptions, load_checkpoint, resolve_folder
+from maxsim.fingerprint import checkpoint_fingerprint
 from maxsim.late_interaction import EncodedText, TokenizedEncoder
 from maxsim.models.jina_xlmr import flash_attention_available
 from maxsim.validation import check_positive_int
@@ -59,6 +60,7 @@ class ColBERT(TokenizedEncoder):
         self._projection = checkpoint.projection.to(device=device, dtype=dtype)
         self._skiplist = torch.tensor(sorted(checkpoint.rules.skiplist_ids), dtype=torch.long)
         self._before, self._after = _special_tokens_around_content(checkpoint.tokenizer)
+        self._fingerprint: str | None = None
 
     @classmethod
     def from_pretrained(
@@ -120,6 +122,13 @@ class ColBERT(TokenizedEncoder):
         )
 
     @property
+    def fingerprint(self) -> str:
+        """Digest of the checkpoint folder's config and weights (computed on first use)."""
+        if self._fingerprint is None:
+            self._fingerprint = checkpoint_fingerprint(resolve_folder(self.name))
+        return self._fingerprint
+
+    @property
     def query_length(self) -> int:
         return self.rules.query_length
 
@@ -130,6 +139,14 @@ class ColBERT(TokenizedEncoder):
     def _content_ids(self, texts: list[str]) -> list[list[int]]:
         encoded = self.tokenizer(texts, add_special_tokens=False, verbose=False)
         return [list(row) for row in encoded["input_ids"]]
+
+    def _content_offsets(self, texts: list[str]) -> list[list[tuple[int, int]]] | None:
+        if not getattr(self.tokenizer, "is_fast", False):
+            return None
+        encoded = self.tokenizer(
+            texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        return [[(int(start), int(end)) for start, end in row] for row in encoded["offset_mapping"]]
 
     def _frame(self, content: list[int], is_query: bool) -> list[int]:
         rules = self.rules

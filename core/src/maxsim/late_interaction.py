@@ -25,11 +25,13 @@ logger = logging.getLogger("maxsim")
 
 @dataclass(frozen=True)
 class RerankResult:
-    """One reranked document: its position in the input, its MaxSim score, its text."""
+    """One reranked document: its position in the input, its raw MaxSim `score`, its
+    text, and `normalized_score` (score / query rows, in [-1, 1] for cosine models)."""
 
     index: int
     score: float
     document: str
+    normalized_score: float
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,12 @@ class LateInteractionEncoder(ABC):
     @abstractmethod
     def document_length(self) -> int:
         """Most tokens per document, specials and markers included."""
+
+    @property
+    def fingerprint(self) -> str | None:
+        """An id of the checkpoint's config and weights, the same wherever it was loaded
+        from (None when unknown: then stores compare models by name)."""
+        return None
 
     @abstractmethod
     def encode_queries(
@@ -183,7 +191,8 @@ def rank(
     """
     row = scores([query], list(documents))[0]
     order = np.argsort(-row, kind="stable")[:top_n]
-    return [RerankResult(int(i), float(row[i]), texts[i]) for i in order]
+    rows = query.shape[0]
+    return [RerankResult(int(i), float(row[i]), texts[i], float(row[i]) / rows) for i in order]
 
 
 def _no_chunking(encoder: LateInteractionEncoder, chunk_size: int) -> ValueError:
@@ -211,6 +220,11 @@ class TokenizedEncoder(LateInteractionEncoder):
     @abstractmethod
     def _content_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text's content, without special tokens, never truncated."""
+
+    @abstractmethod
+    def _content_offsets(self, texts: list[str]) -> list[list[tuple[int, int]]] | None:
+        """Character span of each content token in its text (as `_content_ids` splits it),
+        or None when the tokenizer cannot tell."""
 
     @abstractmethod
     def _frame(self, content: list[int], is_query: bool) -> list[int]:
@@ -292,7 +306,7 @@ class TokenizedEncoder(LateInteractionEncoder):
         windows: list[list[int]] = []
         owners: list[int] = []
         for owner, content in enumerate(self._content_ids([text.strip() for text in texts])):
-            for start in range(0, max(len(content) - chunk_overlap, 1), window - chunk_overlap):
+            for start in _window_starts(len(content), window, chunk_overlap):
                 windows.append(self._frame(content[start : start + window], False))
                 owners.append(owner)
         check_positive_int(batch_size, "batch_size")
@@ -301,6 +315,41 @@ class TokenizedEncoder(LateInteractionEncoder):
         for owner, item in zip(owners, encoded, strict=True):
             chunks[owner].append(item.embeddings)
         return [_output(parts, as_tensor) for parts in chunks]
+
+    def document_window_spans(
+        self, texts: Sequence[str], chunk_size: int, chunk_overlap: int = 64
+    ) -> list[list[tuple[int, int]]] | None:
+        """Each text's windows as `encode_document_chunks` makes them, as character spans
+        `(start, end)`: `text[start:end]` is the window's text. None when the tokenizer
+        gives no character offsets.
+
+        Example:
+            >>> from maxsim.testing import FakeColBERT
+            >>> FakeColBERT().document_window_spans(["one two three four"], 3, 1)
+            [[(0, 13), (8, 18)]]
+        """
+        texts = check_texts(texts, "texts")
+        window = self.check_chunking(chunk_size, chunk_overlap)
+        stripped = [text.strip() for text in texts]
+        offsets = self._content_offsets(stripped)
+        if offsets is None:
+            return None
+        spans = []
+        for text, short, tokens in zip(texts, stripped, offsets, strict=True):
+            shift = len(text) - len(text.lstrip())
+            starts = _window_starts(len(tokens), window, chunk_overlap)
+            spans.append(
+                [
+                    (
+                        shift + tokens[start][0],
+                        shift + tokens[min(start + window, len(tokens)) - 1][1],
+                    )
+                    if tokens
+                    else (shift, shift + len(short))
+                    for start in starts
+                ]
+            )
+        return spans
 
     def check_chunking(self, chunk_size: int, chunk_overlap: int) -> int:
         """Content tokens per window for these settings, or an error naming the argument.
@@ -373,6 +422,11 @@ class TokenizedEncoder(LateInteractionEncoder):
                 self.document_length,
             )
         return self._embed(sequences, is_query, batch_size, progress)
+
+
+def _window_starts(tokens: int, window: int, overlap: int) -> range:
+    """Where each window of `window` content tokens starts, consecutive ones sharing `overlap`."""
+    return range(0, max(tokens - overlap, 1), window - overlap)
 
 
 def _output(embeddings: list[torch.Tensor], as_tensor: bool) -> list[Any]:

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from maxsim.workers import run_in_workers
+
 QUERY_ROWS_PER_BLOCK = 1024
-DOCUMENTS_PER_BLOCK = 1024
 SEGMENT_BLOCK_ROWS = 4096
 
 Matrices = Sequence[Any]
+RowsOf = Callable[[int, int], torch.Tensor]
 
 
 def scores(queries: Matrices, documents: Matrices, *, normalize: bool = False) -> np.ndarray:
     """MaxSim of every query against every document, as float32 [len(queries), len(documents)].
 
     `score(q, d) = sum_i max_j q_i . d_j` over the rows of each [rows, dim] array or
-    tensor. Each document is multiplied on its own, so no document is padded to another's
-    length and padding never takes part in the max; memory stays bounded by one block
-    of [documents, query rows] maxima. `normalize=True` divides by each query's rows.
+    tensor. Documents are packed back to back, a few thousand rows per matrix product,
+    and each document's maximum is taken over its own rows only: nothing is padded.
+    Memory stays bounded by one block of documents against one block of query rows.
+    `normalize=True` divides by each query's rows.
 
     Example:
         >>> q = [np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)]
@@ -33,7 +36,8 @@ def scores(queries: Matrices, documents: Matrices, *, normalize: bool = False) -
 
     Raises:
         TypeError: `queries` or `documents` is not a sequence of arrays.
-        ValueError: an item is not 2-D, has no rows, or its dim differs from the first.
+        ValueError: an item is not 2-D, has no rows, or its dim differs from the first;
+            a query holds NaN or infinite values, or a document does and spoils a score.
     """
     query_items = as_matrices(queries, "queries")
     document_items = as_matrices(documents, "documents")
@@ -41,49 +45,114 @@ def scores(queries: Matrices, documents: Matrices, *, normalize: bool = False) -
         dim = query_items[0].shape[1]
         check_dims(query_items, "queries", dim, "the first query")
         check_dims(document_items, "documents", dim, "the first query")
-    result = np.zeros((len(query_items), len(document_items)), dtype=np.float32)
+    check_finite(query_items, "queries")
     if not query_items or not document_items:
-        return result
-    for start, stop in _query_blocks([item.shape[0] for item in query_items]):
-        block = query_items[start:stop]
-        result[start:stop] = _score_block(block, document_items).T
+        return np.zeros((len(query_items), len(document_items)), dtype=np.float32)
+    lengths = np.array([item.shape[0] for item in document_items], dtype=np.int64)
+    by_document = _segment_maxsim(
+        query_items, lambda first, last: _concat(document_items[first:last]), lengths
+    )
+    for position in np.flatnonzero(~np.isfinite(by_document).all(axis=1)):
+        if not is_finite(document_items[position]):
+            raise non_finite_error(f"documents[{position}]")
+    result = np.ascontiguousarray(by_document.T)
     if normalize:
         result /= np.array([[item.shape[0]] for item in query_items], dtype=np.float32)
     return result
 
 
-def _score_block(queries: list[torch.Tensor], documents: list[torch.Tensor]) -> np.ndarray:
-    """[documents, queries] MaxSim for a block of queries stacked into one matrix."""
+def segment_scores(
+    queries: list[torch.Tensor], matrix: torch.Tensor, starts: np.ndarray, lengths: np.ndarray
+) -> np.ndarray:
+    """MaxSim of each query against row segments of one token matrix: [segments, queries].
+
+    Segment i is `matrix[starts[i] : starts[i] + lengths[i]]` (any dtype; computed in
+    float32). Segments that are consecutive in the matrix are scored as one slice;
+    others are gathered block by block, so memory stays bounded.
+    """
+    return _segment_maxsim(
+        queries,
+        lambda first, last: _gather_rows(matrix, starts[first:last], lengths[first:last]),
+        lengths,
+    )
+
+
+def _segment_maxsim(
+    queries: list[torch.Tensor], rows_of: RowsOf, lengths: np.ndarray
+) -> np.ndarray:
+    """[segments, queries] MaxSim, where `rows_of(first, last)` gives segments first..last-1
+    back to back.
+
+    Work is cut into blocks of about SEGMENT_BLOCK_ROWS segment rows (a longer segment is
+    a block of its own) against at most QUERY_ROWS_PER_BLOCK query rows (at least one
+    query), one matrix product each, run by single-threaded workers.
+    """
     device = queries[0].device
-    stacked, row_starts = _stack(queries, device)
-    stacked = stacked.T.contiguous()
-    result = np.empty((len(documents), len(queries)), dtype=np.float32)
-    for start in range(0, len(documents), DOCUMENTS_PER_BLOCK):
-        chunk = documents[start : start + DOCUMENTS_PER_BLOCK]
-        best = torch.empty((len(chunk), stacked.shape[1]), device=device)
-        for row, document in enumerate(chunk):
-            torch.amax(torch.mm(document.to(device), stacked), dim=0, out=best[row])
-        result[start : start + len(chunk)] = np.add.reduceat(best.cpu().numpy(), row_starts, axis=1)
+    query_blocks = [_stack(queries[start:stop], device) for start, stop in _query_blocks(queries)]
+    query_starts = np.cumsum([0] + [len(block[1]) for block in query_blocks])
+    result = np.empty((len(lengths), len(queries)), dtype=np.float32)
+
+    def score(block: tuple[int, int]) -> None:
+        first, last = block
+        rows = rows_of(first, last).to(device=device, dtype=torch.float32)
+        segment_lengths = lengths[first:last]
+        offsets = np.cumsum(segment_lengths) - segment_lengths
+        for (stacked, row_starts), start in zip(query_blocks, query_starts[:-1], strict=True):
+            similarities = torch.mm(rows, stacked).cpu().numpy()
+            best = np.maximum.reduceat(similarities, offsets, axis=0)
+            result[first:last, start : start + len(row_starts)] = np.add.reduceat(
+                best, row_starts, axis=1
+            )
+
+    blocks = _segment_blocks(lengths, SEGMENT_BLOCK_ROWS)
+    if device.type == "cpu":
+        run_in_workers(score, blocks)
+    else:
+        for block in blocks:
+            score(block)
     return result
 
 
 def _stack(queries: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
-    """Queries' rows in one float32 matrix on `device`, and where each query's rows start."""
-    stacked = torch.cat([query.to(device) for query in queries])
+    """Queries' rows as one float32 [dim, rows] matrix on `device`, and where each starts."""
+    stacked = torch.cat([query.to(device) for query in queries]).T.contiguous()
     return stacked, np.cumsum([0] + [query.shape[0] for query in queries[:-1]])
 
 
-def _query_blocks(row_counts: list[int]) -> list[tuple[int, int]]:
+def _query_blocks(queries: list[torch.Tensor]) -> list[tuple[int, int]]:
     """Consecutive query ranges holding at most QUERY_ROWS_PER_BLOCK rows (at least one query)."""
     blocks: list[tuple[int, int]] = []
     start, rows = 0, 0
-    for index, count in enumerate(row_counts):
-        if index > start and rows + count > QUERY_ROWS_PER_BLOCK:
+    for index, query in enumerate(queries):
+        if index > start and rows + query.shape[0] > QUERY_ROWS_PER_BLOCK:
             blocks.append((start, index))
             start, rows = index, 0
-        rows += count
-    blocks.append((start, len(row_counts)))
+        rows += query.shape[0]
+    blocks.append((start, len(queries)))
     return blocks
+
+
+def _segment_blocks(lengths: np.ndarray, block_rows: int) -> list[tuple[int, int]]:
+    """Consecutive segment ranges of about `block_rows` rows (at least one segment each)."""
+    ends = np.cumsum(lengths)
+    blocks, first = [], 0
+    while first < len(lengths):
+        offset = ends[first - 1] if first else 0
+        last = max(int(np.searchsorted(ends, offset + block_rows, side="right")), first + 1)
+        blocks.append((first, last))
+        first = last
+    return blocks
+
+
+def _concat(items: list[torch.Tensor]) -> torch.Tensor:
+    return items[0] if len(items) == 1 else torch.cat([item.to(items[0].device) for item in items])
+
+
+def _gather_rows(matrix: torch.Tensor, starts: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
+    """The rows of the segments, a view when they lie back to back in `matrix`."""
+    if np.array_equal(starts[1:], starts[:-1] + lengths[:-1]):
+        return matrix[int(starts[0]) : int(starts[-1] + lengths[-1])]
+    return torch.cat([matrix[int(s) : int(s + n)] for s, n in zip(starts, lengths, strict=True)])
 
 
 def as_matrices(items: Any, argument: str) -> list[torch.Tensor]:
@@ -122,42 +191,22 @@ def check_dims(items: list[torch.Tensor], argument: str, dim: int, reference: st
             )
 
 
-def segment_scores(
-    queries: list[torch.Tensor], matrix: torch.Tensor, starts: np.ndarray, lengths: np.ndarray
-) -> np.ndarray:
-    """MaxSim of each query against row segments of one token matrix: [segments, queries].
-
-    Segment i is `matrix[starts[i] : starts[i] + lengths[i]]` (any dtype; computed in
-    float32 a block of about SEGMENT_BLOCK_ROWS rows at a time). Segments that are
-    consecutive in the matrix are scored as one slice; others are gathered block by
-    block, so memory stays bounded.
-    """
-    stacked, row_starts = _stack(queries, matrix.device)
-    result = np.empty((len(starts), len(queries)), dtype=np.float32)
-    for first, last in _segment_blocks(lengths, SEGMENT_BLOCK_ROWS):
-        block_starts, block_lengths = starts[first:last], lengths[first:last]
-        rows = _gather_rows(matrix, block_starts, block_lengths).float()
-        similarities = torch.mm(stacked, rows.T).cpu().numpy()
-        offsets = np.cumsum(block_lengths) - block_lengths
-        best = np.maximum.reduceat(similarities, offsets, axis=1)
-        result[first:last] = np.add.reduceat(best, row_starts, axis=0).T
-    return result
+def check_finite(items: list[torch.Tensor], argument: str) -> None:
+    """Raise ValueError naming the first item that holds NaN or infinite values."""
+    for position, item in enumerate(items):
+        if not is_finite(item):
+            raise non_finite_error(f"{argument}[{position}]")
 
 
-def _segment_blocks(lengths: np.ndarray, block_rows: int) -> list[tuple[int, int]]:
-    """Consecutive segment ranges of about `block_rows` rows (at least one segment each)."""
-    ends = np.cumsum(lengths)
-    blocks, first = [], 0
-    while first < len(lengths):
-        offset = ends[first - 1] if first else 0
-        last = max(int(np.searchsorted(ends, offset + block_rows, side="right")), first + 1)
-        blocks.append((first, last))
-        first = last
-    return blocks
+def non_finite_error(name: str) -> ValueError:
+    """The error for vectors `name` that hold NaN or infinite values."""
+    return ValueError(
+        f"{name} contains NaN or infinite values; check the model or code that made these vectors"
+    )
 
 
-def _gather_rows(matrix: torch.Tensor, starts: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
-    """The rows of the segments, a view when they lie back to back in `matrix`."""
-    if np.array_equal(starts[1:], starts[:-1] + lengths[:-1]):
-        return matrix[int(starts[0]) : int(starts[-1] + lengths[-1])]
-    return torch.cat([matrix[int(s) : int(s + n)] for s, n in zip(starts, lengths, strict=True)])
+def is_finite(item: torch.Tensor) -> bool:
+    """True when `item` holds no NaN or infinite value."""
+    if item.device.type == "cpu":
+        return bool(np.isfinite(item.numpy()).all())
+    return bool(torch.isfinite(item).all())

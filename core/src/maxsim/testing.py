@@ -38,6 +38,12 @@ class FakeColBERT(TokenizedEncoder):
         self._vectors: dict[int, torch.Tensor] = {}
 
     @property
+    def fingerprint(self) -> str:
+        """Equal for fakes with equal settings, which encode alike."""
+        settings = f"{self.name}:{self._query_length}:{self._document_length}"
+        return hashlib.blake2b(settings.encode(), digest_size=16).hexdigest()
+
+    @property
     def query_length(self) -> int:
         return self._query_length
 
@@ -50,6 +56,9 @@ class FakeColBERT(TokenizedEncoder):
             [self._token_id(token) for token in TOKEN_PATTERN.findall(text.lower())]
             for text in texts
         ]
+
+    def _content_offsets(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        return [[match.span() for match in TOKEN_PATTERN.finditer(text)] for text in texts]
 
     def _frame(self, content: list[int], is_query: bool) -> list[int]:
         return content

@@ -16,7 +16,7 @@ import torch
 
 from maxsim.filters import MetadataFilter, compile_filter
 from maxsim.late_interaction import LateInteractionEncoder
-from maxsim.scoring import as_matrices, check_dims
+from maxsim.scoring import as_matrices, check_dims, check_finite, is_finite, non_finite_error
 from maxsim.validation import check_positive_int, check_texts
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -36,7 +36,15 @@ class Hit:
     """A search result: raw MaxSim `score`, `normalized_score` (score / query rows) and the
     window of a chunked document that matched (`chunk`, 0 when not chunked).
 
-    With float16 storage a normalized score can pass 1.0 by about 1e-4 (rounding).
+    `span` is that window's character span `(start, end)` in `text` where the store
+    recorded it (chunked documents added as text), else None; `window_text` is the
+    window's text (the whole `text` when there is no span). With float16 storage a
+    normalized score can pass 1.0 by about 1e-4 (rounding).
+
+    Example:
+        >>> hit = Hit("a", 2.0, 0.5, "red apples and blue sky", {}, chunk=1, span=(15, 23))
+        >>> hit.window_text
+        'blue sky'
     """
 
     id: str
@@ -45,6 +53,14 @@ class Hit:
     text: str | None
     metadata: dict[str, Any]
     chunk: int = 0
+    span: tuple[int, int] | None = None
+
+    @property
+    def window_text(self) -> str | None:
+        """The text of the window that matched: `text[span[0]:span[1]]`, or `text`."""
+        if self.span is None or self.text is None:
+            return self.text
+        return self.text[self.span[0] : self.span[1]]
 
 
 def check_ids(ids: Any, argument: str = "ids") -> list[str]:
@@ -122,8 +138,8 @@ def check_embeddings(embeddings: Any, dim: int) -> list[list[torch.Tensor]]:
             raise TypeError(f"{argument} must be a [rows, dim] array or a list of them")
         matrices = [matrix.cpu() for matrix in as_matrices(windows, argument)]
         check_dims(matrices, argument, dim, "the store's model")
-        if not all(np.isfinite(matrix.numpy()).all() for matrix in matrices):
-            raise ValueError(f"{argument} contains NaN or infinite values")
+        if not all(is_finite(matrix) for matrix in matrices):
+            raise non_finite_error(argument)
         documents.append(matrices)
     return documents
 
@@ -148,10 +164,13 @@ class DocumentStore(ABC):
     - `supports_callable_filters`: whether `filter` may be a callable on the metadata
       (True in memory). A store without it (Qdrant) takes filter dicts only and applies
       its engine's rules, under which a list field matches when any of its items does.
+    - `keeps_window_spans`: whether `_insert` takes `spans=` (each window's character
+      span, for chunked documents added as text) and reports them in `Hit.span`.
     """
 
     format: ClassVar[str]
     supports_callable_filters: ClassVar[bool] = True
+    keeps_window_spans: ClassVar[bool] = False
 
     def __init__(
         self, model: LateInteractionEncoder, *, chunk_size: int | None, chunk_overlap: int
@@ -258,12 +277,17 @@ class DocumentStore(ABC):
         """
         texts = check_texts(texts, "texts")
         ids, metadatas = prepare_batch(len(texts), metadatas, ids)
+        options: dict[str, Any] = {}
         if self.chunk_size is None:
             encoded = self.model.encode_documents(
                 texts, batch_size, show_progress_bar, as_tensor=True
             )
             windows = [[vectors] for vectors in encoded]
         else:
+            if self.keeps_window_spans:
+                options["spans"] = self.model.document_window_spans(
+                    texts, self.chunk_size, self.chunk_overlap
+                )
             windows = self.model.encode_document_chunks(
                 texts,
                 self.chunk_size,
@@ -278,7 +302,7 @@ class DocumentStore(ABC):
                     f"texts[{position}] leaves no token vectors (only punctuation?); "
                     "pass text with words in it"
                 )
-        self._insert(ids, list(texts), metadatas, windows)
+        self._insert(ids, list(texts), metadatas, windows, **options)
         return ids
 
     def add_embeddings(
@@ -327,6 +351,7 @@ class DocumentStore(ABC):
         check_positive_int(k, "k")
         matrices = as_matrices(queries, "queries")
         check_dims(matrices, "queries", self.model.dim, "the store's model")
+        check_finite(matrices, "queries")
         prepared = self._prepare_filter(filter)
         if not matrices:
             return []

@@ -18,7 +18,8 @@ from maxsim.scoring import segment_scores
 from maxsim.stores import persistence
 from maxsim.stores.base import DTYPES, DocumentStore, Hit, Record, check_dtype, check_ids
 
-SEGMENT_ARRAYS = ("starts", "lengths", "owners", "chunks")
+SEGMENT_ARRAYS = ("starts", "lengths", "owners", "chunks", "span_starts", "span_ends")
+NO_SPAN = -1
 LAYOUT = persistence.Layout(
     format="maxsim.LateInteractionStore",
     version=1,
@@ -63,6 +64,8 @@ class _Snapshot:
     lengths: np.ndarray
     owners: np.ndarray
     chunks: np.ndarray
+    span_starts: np.ndarray
+    span_ends: np.ndarray
     alive: np.ndarray
     records: list[Record]
 
@@ -70,15 +73,23 @@ class _Snapshot:
         """Records not deleted, in insertion order (the shared list may run past `alive`)."""
         return [self.records[slot] for slot in np.flatnonzero(self.alive)]
 
-    def live_windows(self) -> tuple[list[Record], list[list[torch.Tensor]]]:
-        """Live records and, for each, its windows' vectors (views into `vectors`)."""
-        windows: dict[int, list[torch.Tensor]] = {
-            int(slot): [] for slot in np.flatnonzero(self.alive)
-        }
-        for owner, start, length in zip(self.owners, self.starts, self.lengths, strict=True):
+    def live_windows(self) -> tuple[list[Record], list[list[torch.Tensor]], list[np.ndarray]]:
+        """Live records and, for each, its windows' vectors (views into `vectors`) and
+        their character spans ([windows, 2], NO_SPAN where unknown)."""
+        live = np.flatnonzero(self.alive)
+        windows: dict[int, list[torch.Tensor]] = {int(slot): [] for slot in live}
+        segments: dict[int, list[int]] = {int(slot): [] for slot in live}
+        for segment, (owner, start, length) in enumerate(
+            zip(self.owners, self.starts, self.lengths, strict=True)
+        ):
             if int(owner) in windows:
                 windows[int(owner)].append(self.vectors[int(start) : int(start + length)])
-        return [self.records[slot] for slot in windows], list(windows.values())
+                segments[int(owner)].append(segment)
+        spans = [
+            np.stack([self.span_starts[positions], self.span_ends[positions]], axis=1)
+            for positions in segments.values()
+        ]
+        return [self.records[slot] for slot in windows], list(windows.values()), spans
 
 
 class LateInteractionStore(DocumentStore):
@@ -106,6 +117,7 @@ class LateInteractionStore(DocumentStore):
     """
 
     format = LAYOUT.format
+    keeps_window_spans = True
 
     def __init__(
         self,
@@ -198,7 +210,7 @@ class LateInteractionStore(DocumentStore):
 
         A crash mid-save leaves the previous save loadable.
         """
-        records, windows = self._snapshot.live_windows()
+        records, windows, spans = self._snapshot.live_windows()
         flat = [vectors for document in windows for vectors in document]
         arrays = {
             "vectors": torch.cat(flat).numpy()
@@ -212,6 +224,7 @@ class LateInteractionStore(DocumentStore):
             "chunks": np.array(
                 [chunk for document in windows for chunk in range(len(document))], dtype=np.int64
             ),
+            "spans": np.concatenate([np.empty((0, 2), np.int64), *spans]),
         }
         settings = {
             **persistence.model_settings(self.model),
@@ -230,7 +243,9 @@ class LateInteractionStore(DocumentStore):
         force: bool = False,
         **options: Any,
     ) -> LateInteractionStore:
-        """Read a store written by `save`; the model must match (name and dim) unless forced.
+        """Read a store written by `save`; the model must match unless forced: the same
+        checkpoint (by the fingerprint of its config and weights, wherever it was loaded
+        from; by name for a store saved without one) and always the same dim.
 
         `options` are refused: the saved settings decide how the store is built.
 
@@ -250,11 +265,11 @@ class LateInteractionStore(DocumentStore):
             chunk_size=settings["chunk_size"],
             chunk_overlap=settings["chunk_overlap"],
         )
-        store._adopt(saved)
+        store._adopt(saved, _saved_spans(Path(path), saved))
         return store
 
-    def _adopt(self, saved: persistence.SavedStore) -> None:
-        """Take a loaded store's arrays: they already form one compact matrix."""
+    def _adopt(self, saved: persistence.SavedStore, spans: np.ndarray) -> None:
+        """Take a loaded store's arrays as they are: they already form one compact matrix."""
         arrays = saved.arrays
         lengths = np.array(arrays["lengths"])
         with self._lock:
@@ -266,6 +281,8 @@ class LateInteractionStore(DocumentStore):
                 "lengths": lengths,
                 "owners": np.array(arrays["owners"]),
                 "chunks": np.array(arrays["chunks"]),
+                "span_starts": spans[:, 0].copy(),
+                "span_ends": spans[:, 1].copy(),
             }
             self._records = list(saved.records)
             self._slots = {record.id: slot for slot, record in enumerate(self._records)}
@@ -278,17 +295,24 @@ class LateInteractionStore(DocumentStore):
         texts: list[str | None],
         metadatas: list[dict[str, Any]],
         windows: list[list[torch.Tensor]],
+        spans: list[list[tuple[int, int]]] | None = None,
     ) -> None:
         records = [Record(*fields) for fields in zip(ids, texts, metadatas, strict=True)]
+        if spans is None:
+            window_spans = [np.full((len(document), 2), NO_SPAN, np.int64) for document in windows]
+        else:
+            window_spans = [np.array(document, np.int64).reshape(-1, 2) for document in spans]
         with self._lock:
-            self._append_documents(records, windows)
+            self._append_documents(records, windows, window_spans)
             self._compact_if_worthwhile()
             self._publish()
 
-    def _append_documents(self, records: list[Record], windows: list[list[torch.Tensor]]) -> None:
-        """Append documents (replacing stored ones with the same id); caller holds the lock.
-
-        The vectors are stacked first, so a failure leaves the store as it was.
+    def _append_documents(
+        self, records: list[Record], windows: list[list[torch.Tensor]], spans: list[np.ndarray]
+    ) -> None:
+        """Append documents (replacing stored ones with the same id) with their windows'
+        spans; caller holds the lock. The vectors are stacked first, so a failure leaves
+        the store as it was.
         """
         flat = [vectors for document in windows for vectors in document]
         if not flat:
@@ -312,6 +336,9 @@ class LateInteractionStore(DocumentStore):
         arrays["chunks"][first:last] = [
             chunk for document in windows for chunk in range(len(document))
         ]
+        flat_spans = np.concatenate(spans)
+        arrays["span_starts"][first:last] = flat_spans[:, 0]
+        arrays["span_ends"][first:last] = flat_spans[:, 1]
         self._vectors[self._tokens : self._tokens + len(stacked)] = stacked
         self._tokens += len(stacked)
         self._segments = last
@@ -351,9 +378,9 @@ class LateInteractionStore(DocumentStore):
         """Rebuild without deleted documents once they hold a quarter of the rows."""
         if self._dead_tokens <= COMPACT_WHEN_DEAD * self._tokens:
             return
-        records, windows = self._view().live_windows()
+        records, windows, spans = self._view().live_windows()
         self._clear_arrays()
-        self._append_documents(records, windows)
+        self._append_documents(records, windows, spans)
 
     def _view(self) -> _Snapshot:
         arrays = self._segment_arrays
@@ -364,6 +391,8 @@ class LateInteractionStore(DocumentStore):
             lengths=arrays["lengths"][:count],
             owners=arrays["owners"][:count],
             chunks=arrays["chunks"][:count],
+            span_starts=arrays["span_starts"][:count],
+            span_ends=arrays["span_ends"][:count],
             alive=self._alive[: len(self._records)],
             records=self._records,
         )
@@ -385,10 +414,9 @@ class LateInteractionStore(DocumentStore):
             queries, snapshot.vectors, snapshot.starts[segments], snapshot.lengths[segments]
         )
         owners = snapshot.owners[segments]
-        chunks = snapshot.chunks[segments]
         results = []
         for column, query in enumerate(queries):
-            slots, values, best_chunks = _best_windows(owners, chunks, window_scores[:, column])
+            slots, values, best = _best_windows(owners, window_scores[:, column])
             order = np.lexsort((slots, -values))[:k]
             rows = query.shape[0]
             results.append(
@@ -399,7 +427,8 @@ class LateInteractionStore(DocumentStore):
                         normalized_score=float(values[i]) / rows,
                         text=records[slots[i]].text,
                         metadata=copy.deepcopy(records[slots[i]].metadata),
-                        chunk=int(best_chunks[i]),
+                        chunk=int(snapshot.chunks[segments[best[i]]]),
+                        span=_span(snapshot, int(segments[best[i]])),
                     )
                     for i in order
                 ]
@@ -413,14 +442,14 @@ def _copied(record: Record) -> Record:
 
 
 def _best_windows(
-    owners: np.ndarray, chunks: np.ndarray, values: np.ndarray
+    owners: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per document slot (sorted), its best window's score and that window's number."""
+    """Per document slot (sorted), its best window's score and that window's position."""
     order = np.lexsort((-values, owners))
-    owners, chunks, values = owners[order], chunks[order], values[order]
+    owners, values = owners[order], values[order]
     first = np.ones(len(owners), dtype=bool)
     first[1:] = owners[1:] != owners[:-1]
-    return owners[first], values[first], chunks[first]
+    return owners[first], values[first], order[first]
 
 
 def _problems(saved: persistence.SavedStore) -> list[str]:
@@ -436,3 +465,27 @@ def _problems(saved: persistence.SavedStore) -> list[str]:
     return problems + persistence.window_problems(
         vectors.shape[0], lengths, owners, arrays["chunks"], documents
     )
+
+
+def _span(snapshot: _Snapshot, segment: int) -> tuple[int, int] | None:
+    start, end = int(snapshot.span_starts[segment]), int(snapshot.span_ends[segment])
+    return None if start == NO_SPAN else (start, end)
+
+
+def _saved_spans(path: Path, saved: persistence.SavedStore) -> np.ndarray:
+    """The saved windows' spans ([windows, 2] int64; NO_SPAN rows for a store saved
+    before spans were kept), or a ValueError naming the folder."""
+    windows = len(saved.arrays["lengths"])
+    spans = saved.arrays.get("spans")
+    if spans is None:
+        return np.full((windows, 2), NO_SPAN, np.int64)
+    if spans.dtype != np.int64 or tuple(spans.shape) != (windows, 2):
+        raise ValueError(
+            f"{path}: the spans array is {spans.dtype} {tuple(spans.shape)}, not int64 "
+            f"({windows}, 2); the store is corrupt, save it again from its source"
+        )
+    values = np.array(spans)
+    unknown = values[:, 0] == NO_SPAN
+    if bool(((values[:, 0] > values[:, 1]) & ~unknown).any() or (values[~unknown] < 0).any()):
+        raise ValueError(f"{path}: the spans array holds a span that ends before it starts")
+    return values

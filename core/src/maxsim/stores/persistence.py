@@ -79,6 +79,7 @@ def model_settings(model: LateInteractionEncoder) -> dict[str, Any]:
     """The settings every store saves about its model."""
     return {
         "model": model.name,
+        "fingerprint": model.fingerprint,
         "dim": model.dim,
         "query_length": model.query_length,
         "document_length": model.document_length,
@@ -88,13 +89,25 @@ def model_settings(model: LateInteractionEncoder) -> dict[str, Any]:
 def check_model(
     path: str | Path, settings: dict[str, Any], model: LateInteractionEncoder, force: bool
 ) -> None:
-    """Refuse a model of another dim, or of another name unless `force`."""
-    if settings["dim"] != model.dim or (settings["model"] != model.name and not force):
+    """Refuse a model of another dim, or of another checkpoint unless `force`: compared by
+    the fingerprint of config and weights (wherever the checkpoint was loaded from), by
+    name for a store saved without one."""
+    if settings["dim"] != model.dim or (not _saved_by(settings, model, path) and not force):
         raise ValueError(
             f"{path} was saved with model {settings['model']!r} (dim {settings['dim']}), "
             f"not {model.name!r} (dim {model.dim}); load it with that model, or pass "
             "force=True to use a different model of the same dim"
         )
+
+
+def _saved_by(settings: dict[str, Any], model: LateInteractionEncoder, path: str | Path) -> bool:
+    """Whether the store's settings name `model`'s checkpoint."""
+    saved = settings.get("fingerprint")
+    if saved is not None and not isinstance(saved, str):
+        raise ValueError(f"{path}: the manifest's fingerprint is {saved!r}, not a string")
+    if saved is None or model.fingerprint is None:
+        return bool(settings["model"] == model.name)
+    return saved == model.fingerprint
 
 
 def window_problems(

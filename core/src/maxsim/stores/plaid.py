@@ -394,7 +394,8 @@ def _hits(index: Index, windows: np.ndarray, scores: np.ndarray, k: int, rows: i
     if not len(windows):
         return []
     owners = index.owners[windows].astype(np.int64)
-    slots, values, chunks = _best_windows(owners, index.chunks[windows], scores)
+    slots, values, best = _best_windows(owners, scores)
+    chunks = index.chunks[windows][best]
     order = np.lexsort((slots, -values))[:k]
     return [
         Hit(

@@ -46,9 +46,16 @@ def record_document(record: Record) -> Document:
 
 
 def hit_document(hit: Hit, *, with_scores: bool) -> Document:
-    """A search hit as a Document, optionally with "score" and "normalized_score" in metadata."""
+    """A search hit as a Document, optionally with "score" and "normalized_score" in metadata.
+
+    A hit on a window of a chunked document holds that window's text, with the
+    document's id, the window number and its character span in the document's text in
+    metadata ("document_id", "chunk", "span").
+    """
     metadata = dict(hit.metadata)
     if with_scores:
         metadata["score"] = hit.score
         metadata["normalized_score"] = hit.normalized_score
-    return Document(id=hit.id, page_content=hit.text or "", metadata=metadata)
+    if hit.span is not None:
+        metadata.update(document_id=hit.id, chunk=hit.chunk, span=list(hit.span))
+    return Document(id=hit.id, page_content=hit.window_text or "", metadata=metadata)

@@ -17,14 +17,19 @@ from maxsim import LateInteractionEncoder, load_encoder
 logger = logging.getLogger("langchain_maxsim")
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+RELEVANCE_KEY = "relevance_score"
+RAW_SCORE_KEY = "maxsim_score"
 
 
 class ColBERTReranker(BaseDocumentCompressor):
     """Rerank Documents by MaxSim against the query with a ColBERT model.
 
     Returns new Documents, best first, at most `top_n` of them, each with its metadata
-    copied and `metadata["relevance_score"]` set to the raw MaxSim score; the input
-    Documents are left unchanged. Documents whose text is empty or whitespace cannot be
+    copied, `metadata["relevance_score"]` set to the normalized MaxSim (the raw score
+    divided by the query's token rows: in [-1, 1] for cosine models such as
+    jina-colbert-v2, so one cutoff suits every query length) and
+    `metadata["maxsim_score"]` to the raw MaxSim; the input Documents are left
+    unchanged. Documents whose text is empty or whitespace cannot be
     encoded and are dropped (with a warning on the "langchain_maxsim" logger). The
     async `acompress_documents` runs the model in a worker thread.
 
@@ -51,6 +56,9 @@ class ColBERTReranker(BaseDocumentCompressor):
         >>> reranked[0].metadata["source"], "relevance_score" in documents[1].metadata
         ('wiki', False)
         >>> reranked[0].metadata["relevance_score"] > reranked[1].metadata["relevance_score"]
+        True
+        >>> best = reranked[0].metadata
+        >>> -1 <= best["relevance_score"] <= 1 < best["maxsim_score"]
         True
 
         In a chain, compose it with a retriever through a `RunnableLambda` that calls
@@ -119,7 +127,11 @@ class ColBERTReranker(BaseDocumentCompressor):
         return [
             kept[result.index].model_copy(
                 update={
-                    "metadata": {**kept[result.index].metadata, "relevance_score": result.score}
+                    "metadata": {
+                        **kept[result.index].metadata,
+                        RELEVANCE_KEY: result.normalized_score,
+                        RAW_SCORE_KEY: result.score,
+                    }
                 }
             )
             for result in results

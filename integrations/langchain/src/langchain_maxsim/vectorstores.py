@@ -19,6 +19,7 @@ from langchain_maxsim._common import (
     record_document,
 )
 from maxsim import Hit, LateInteractionEncoder, LateInteractionStore, load_encoder, scores
+from maxsim.fingerprint import same_model
 from maxsim.stores import DocumentStore
 from maxsim.validation import check_positive_int
 
@@ -99,10 +100,11 @@ class ColBERTVectorStore(VectorStore):
                     f"store options {sorted(store_options)} apply to a new store only; "
                     "the given store keeps its own"
                 )
-            if model is not None and load_encoder(model) is not store.model:
+            if model is not None and not same_model(model, store.model):
                 raise ValueError(
-                    "model differs from the model of the given store; pass only store= "
-                    "(its model encodes queries too)"
+                    "model differs from the model of the given store (compared by the "
+                    "checkpoint's config and weights); pass only store= (its model "
+                    "encodes queries too)"
                 )
         self.model: LateInteractionEncoder = self.store.model
 

@@ -12,7 +12,8 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from maxsim import LateInteractionEncoder, load_encoder
+from llama_index.vector_stores.maxsim.nodes import RAW_SCORE_KEY, with_hidden_metadata
+from maxsim import LateInteractionEncoder, RerankResult, load_encoder
 
 dispatcher = get_dispatcher(__name__)
 
@@ -35,7 +36,10 @@ class ColBERTRerank(BaseNodePostprocessor):
 
     The text scored is `node.get_content(metadata_mode=MetadataMode.EMBED)`; a node
     without text comes last with score None. Inputs are never changed: new
-    `NodeWithScore` objects carry the MaxSim scores. Each call emits the
+    `NodeWithScore` objects carry the normalized MaxSim (raw MaxSim divided by the
+    query's token rows, in [-1, 1] for cosine models, so a `SimilarityPostprocessor`
+    cutoff suits every query length), with the raw score in a copy of the node's
+    metadata as "maxsim_score" (left out of the embed and LLM text). Each call emits the
     `ReRankStartEvent` / `ReRankEndEvent` instrumentation events and the
     `CBEventType.RERANKING` callback event.
 
@@ -133,29 +137,21 @@ class ColBERTRerank(BaseNodePostprocessor):
                 if scorable
                 else []
             )
-            ranked: list[tuple[int, float | None]] = [
-                (scorable[result.index], result.score) for result in results
+            ranked: list[tuple[int, RerankResult | None]] = [
+                (scorable[result.index], result) for result in results
             ]
             unscored = sorted(set(range(len(nodes))) - set(scorable))
             ranked += [(i, None) for i in unscored]
-            reranked = [self._scored(nodes[i], score) for i, score in ranked[: self.top_n]]
+            reranked = [self._scored(nodes[i], result) for i, result in ranked[: self.top_n]]
             event.on_end(payload={EventPayload.NODES: reranked})
         dispatcher.event(ReRankEndEvent(nodes=reranked))
         return reranked
 
-    def _scored(self, node: NodeWithScore, score: float | None) -> NodeWithScore:
-        if not self.keep_retrieval_score:
-            return NodeWithScore(node=node.node, score=score)
-        inner = node.node
-        copy = inner.model_copy(
-            update={
-                "metadata": {**inner.metadata, RETRIEVAL_SCORE_KEY: node.score},
-                "excluded_embed_metadata_keys": _with_key(inner.excluded_embed_metadata_keys),
-                "excluded_llm_metadata_keys": _with_key(inner.excluded_llm_metadata_keys),
-            }
-        )
-        return NodeWithScore(node=copy, score=score)
-
-
-def _with_key(keys: list[str]) -> list[str]:
-    return list(keys) if RETRIEVAL_SCORE_KEY in keys else [*keys, RETRIEVAL_SCORE_KEY]
+    def _scored(self, node: NodeWithScore, result: RerankResult | None) -> NodeWithScore:
+        """A new node with the normalized score, and the raw (and, when kept, the
+        retrieval) score in metadata hidden from the embed and LLM text."""
+        extra: dict[str, Any] = {} if result is None else {RAW_SCORE_KEY: result.score}
+        if self.keep_retrieval_score:
+            extra[RETRIEVAL_SCORE_KEY] = node.score
+        inner = with_hidden_metadata(node.node, extra) if extra else node.node
+        return NodeWithScore(node=inner, score=None if result is None else result.normalized_score)

@@ -26,7 +26,8 @@ class ColBERTRetriever(BaseRetriever):
     The nodes live in a `ColBERTVectorStore` (by default on an in-memory
     `maxsim.LateInteractionStore`): node ids are the store ids, the node text (with the
     metadata LlamaIndex embeds) is what gets encoded, and the metadata keeps what is
-    needed to rebuild each node. Scores are raw MaxSim.
+    needed to rebuild each node. Scores are the normalized MaxSim (raw MaxSim / query
+    token rows, in [-1, 1] for cosine models; the raw score is in metadata "maxsim_score").
 
     Args:
         vector_store: the `ColBERTVectorStore` to search.

@@ -21,7 +21,9 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from llama_index.vector_stores.maxsim.filters import Dialect, combine, to_maxsim_filter
+from llama_index.vector_stores.maxsim.nodes import hit_node
 from maxsim import LateInteractionEncoder, LateInteractionStore, Record, load_encoder
+from maxsim.fingerprint import same_model
 from maxsim.stores import DocumentStore, load_store
 
 NODE_ID_KEY = "_node_id"
@@ -34,7 +36,12 @@ class ColBERTVectorStore(BasePydanticVectorStore):
 
     It keeps the text and encodes both nodes and queries with its own late-interaction
     model: `is_embedding_query` is False, so LlamaIndex never embeds the query, and node
-    embeddings handed to `add` are ignored. Scores are raw MaxSim (`maxsim.Hit.score`).
+    embeddings handed to `add` are ignored. Similarities are the normalized MaxSim
+    (`maxsim.Hit.normalized_score`: MaxSim divided by the query's token rows, in [-1, 1]
+    for cosine models, so `SimilarityPostprocessor(similarity_cutoff=...)` works for any
+    query length); the raw MaxSim is in each node's metadata as "maxsim_score". A hit on
+    a window of a chunked store's document is a node holding that window's text, with
+    "document_id", "chunk" and "span" in its metadata (left out of embed and LLM text).
 
     Args:
         model: a checkpoint name or folder (loaded with `maxsim.ColBERT.from_pretrained`)
@@ -114,10 +121,10 @@ class ColBERTVectorStore(BasePydanticVectorStore):
                 "store must be a maxsim store (a maxsim.stores.DocumentStore such as "
                 f"LateInteractionStore), got {type(store).__name__}"
             )
-        elif model is not None and model is not store.model:
+        elif model is not None and not same_model(model, store.model):
             raise ValueError(
-                "store was built with another model; leave model out to use the store's "
-                f"({store.model.name!r})"
+                "store was built with another model (compared by the checkpoint's config "
+                f"and weights); leave model out to use the store's ({store.model.name!r})"
             )
         # mypy sees the base class's fields only (no pydantic plugin here).
         super().__init__(  # type: ignore[call-arg]
@@ -243,8 +250,8 @@ class ColBERTVectorStore(BasePydanticVectorStore):
         restrictions.append(to_maxsim_filter(query.filters, dialect=self._dialect))
         hits = self._store.search(query.query_str, k=top_k, filter=combine(restrictions))
         return VectorStoreQueryResult(
-            nodes=[_to_node(Record(hit.id, hit.text, hit.metadata)) for hit in hits],
-            similarities=[hit.score for hit in hits],
+            nodes=[hit_node(_to_node(Record(hit.id, hit.text, hit.metadata)), hit) for hit in hits],
+            similarities=[hit.normalized_score for hit in hits],
             ids=[hit.id for hit in hits],
         )
 
