@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -174,6 +175,12 @@ def peak_extra_mib(function: Callable[[], Any]) -> float:
     else:
         peak = _sampled_peak_kib(function)
     return max(peak - before, 0) * 1024 / MIB
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, blank lines skipped."""
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 def machine() -> str:

@@ -60,7 +60,7 @@ class DocumentVectorCache:
     """Document vectors by text and encoder settings, least recently used evicted first.
 
     Holds at most `max_bytes` (vectors, texts and a fixed overhead per entry); 0 turns the
-    cache off. Arrays handed out are shared with the cache and read-only.
+    cache off.
 
     Example:
         >>> from maxsim.testing import FakeColBERT
@@ -91,7 +91,8 @@ class DocumentVectorCache:
         """`encoder.encode_documents(texts)`, answered from the cache where it can be.
 
         Texts not in the cache are encoded in one call (each distinct text once) and
-        stored. Returns one read-only float32 [rows, dim] array per text, in input order.
+        stored. Returns one float32 [rows, dim] array per text, in input order (copies:
+        changing them leaves the cache alone).
         With `max_bytes=0` this is `encoder.encode_documents` and nothing is counted.
         """
         check_positive_int(batch_size, "batch_size")
@@ -108,7 +109,7 @@ class DocumentVectorCache:
             encoded = dict(zip(missing, arrays, strict=True))
             self._store([((settings, text), array) for text, array in encoded.items()])
             found.update(encoded)
-        return [found[text] for text in texts]
+        return [found[text].copy() for text in texts]
 
     def info(self) -> CacheInfo:
         """Hits, misses, evictions, entries and bytes held so far."""
