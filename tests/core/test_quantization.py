@@ -17,22 +17,24 @@ from maxsim.cli import main
 from maxsim.quantization import Int8Linear
 
 PASSAGES = [
-    "The Eiffel Tower is a wrought-iron lattice tower in Paris, completed in 1889.",
-    "Photosynthesis converts light energy into chemical energy stored in glucose.",
-    "The Great Barrier Reef is the largest coral reef system, off the coast of Queensland.",
-    "Python is a programming language known for its readable syntax and large ecosystem.",
-    "Mount Everest, at 8,849 metres, is the highest mountain above sea level.",
-    "Insulin is a hormone produced by the pancreas that regulates blood sugar.",
-    "The Amazon rainforest spans nine countries and holds a tenth of known species.",
-    "Johann Sebastian Bach composed the Brandenburg Concertos around 1721.",
+    "The Danube flows through ten countries before it reaches the Black Sea.",
+    "Marie Curie won Nobel Prizes in both physics and chemistry.",
+    "A violin has four strings tuned in perfect fifths.",
+    "The Sahara is the largest hot desert on Earth.",
+    "Penicillin was discovered by Alexander Fleming in 1928.",
+    "The Great Wall of China stretches across northern China for thousands of kilometres.",
+    "Honeybees communicate the direction of flowers with a waggle dance.",
+    "The speed of light in a vacuum is about 300,000 kilometres per second.",
 ]
 QUERIES = [
-    "When was the Eiffel Tower built?",
-    "How do plants turn sunlight into food?",
-    "Where is the biggest coral reef?",
-    "Which language has readable syntax for programmers?",
-    "What is the tallest mountain in the world?",
-    "Which organ makes the hormone that controls blood glucose?",
+    "Which river ends in the Black Sea?",
+    "Who received two Nobel Prizes in different sciences?",
+    "How many strings does a violin have?",
+    "What is the biggest hot desert?",
+    "Who discovered penicillin?",
+    "Where is the Great Wall?",
+    "How do bees tell each other where flowers are?",
+    "How fast does light travel?",
 ]
 
 
