@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,9 @@ def test_cli_encodes_with_quantize_int8(
     expected = minilm_int8.encode_documents(PASSAGES[:1])[0]
     np.testing.assert_allclose(np.array(row["embeddings"]), expected, atol=1e-5)
     assert output.exists()
+
+
+def test_missing_torchao_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match=r"maxsim\[int8\]"):
+        maxsim.ColBERT.from_pretrained("/no/such/checkpoint", quantize="int8")
