@@ -27,6 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import common
 import torch
 import torch.nn.functional as F
 from common import MatmulRates, QuietTimer, machine, markdown_table, read_jsonl
@@ -101,6 +102,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--passes", type=int, default=1, help="timed passes (best kept)")
     parser.add_argument("--attempts", type=int, default=2, help="tries per timed chunk")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=common.QUIET_TIMEOUT_SECONDS,
+        help="seconds each timed call waits for a quiet CPU (0 on a machine that stays busy)",
+    )
     parser.add_argument(
         "--skip-baseline", action="store_true", help="no padded transformers comparison"
     )
@@ -434,6 +441,7 @@ def print_baseline_comparison(
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    common.QUIET_TIMEOUT_SECONDS = args.quiet_wait
     timer = QuietTimer(attempts=args.attempts)
     with checkpoint_folder(args.checkpoint_dir) as folder:
         model = maxsim.ColBERT.from_pretrained(str(folder), device="cpu", dtype=torch.float32)
