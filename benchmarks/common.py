@@ -183,6 +183,16 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in lines if line.strip()]
 
 
+def read_qrels(path: Path) -> dict[str, set[str]]:
+    """A BEIR qrels TSV (header line first) as the relevant document ids of each query."""
+    relevant: dict[str, set[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        query, document, score = line.split("\t")
+        if int(score) > 0:
+            relevant.setdefault(query, set()).add(document)
+    return relevant
+
+
 def machine() -> str:
     """One line naming the CPU, cores, memory and torch version."""
     cpu = platform.processor() or "unknown CPU"

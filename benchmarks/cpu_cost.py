@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from common import QuietTimer, markdown_table, peak_extra_mib, read_jsonl
+from common import QuietTimer, markdown_table, peak_extra_mib, read_jsonl, read_qrels
 from safetensors.numpy import load_file
 
 import maxsim
@@ -26,15 +26,6 @@ TINY = ROOT / "tests" / "fixtures" / "jina-colbert-v2-tiny"
 GOLDEN = ROOT / "tests" / "fixtures" / "jina-colbert-v2-tiny-golden"
 TOP_K = 10
 MIB = 1024 * 1024
-
-
-def read_qrels(path: Path) -> dict[str, set[str]]:
-    relevant: dict[str, set[str]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
-        query, document, score = line.split("\t")
-        if int(score) > 0:
-            relevant.setdefault(query, set()).add(document)
-    return relevant
 
 
 def ndcg_at_k(ranked: list[str], relevant: set[str], k: int = TOP_K) -> float:
