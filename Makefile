@@ -13,7 +13,7 @@ $(STAMP): $(PROJECTS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e "core[qdrant,muvera,server,index]" -e integrations/langchain -e integrations/llama-index
+	$(PY) -m pip install -q -e "core[qdrant,muvera,server,index,int8]" -e integrations/langchain -e integrations/llama-index
 	$(PY) -m pip install -q --group dev
 	touch $@
 

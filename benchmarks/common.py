@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -216,6 +217,22 @@ def peak_extra_mib(function: Callable[[], Any]) -> float:
     else:
         peak = _sampled_peak_kib(function)
     return max(peak - before, 0) * 1024 / MIB
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, blank lines skipped."""
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def read_qrels(path: Path) -> dict[str, set[str]]:
+    """A BEIR qrels TSV (header line first) as the relevant document ids of each query."""
+    relevant: dict[str, set[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        query, document, score = line.split("\t")
+        if int(score) > 0:
+            relevant.setdefault(query, set()).add(document)
+    return relevant
 
 
 def machine() -> str:

@@ -27,9 +27,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import common
 import torch
 import torch.nn.functional as F
-from common import MatmulRates, QuietTimer, machine, markdown_table
+from common import MatmulRates, QuietTimer, machine, markdown_table, read_jsonl
+from cpu_cost import minilm_quality, rerank_twice, stream_through_cache, tiny_golden_rankings
 from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
@@ -59,6 +61,7 @@ OUTPUT_DIM = 128
 INIT_STD = 0.02
 BASELINE_MAX_LENGTH = 512
 QUERY_LENGTH = 32
+STREAM_BATCH = 20
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,28 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--passes", type=int, default=1, help="timed passes (best kept)")
     parser.add_argument("--attempts", type=int, default=2, help="tries per timed chunk")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=common.QUIET_TIMEOUT_SECONDS,
+        help="seconds each timed call waits for a quiet CPU (0 on a machine that stays busy)",
+    )
+    parser.add_argument(
+        "--skip-baseline", action="store_true", help="no padded transformers comparison"
+    )
+    parser.add_argument("--skip-int8", action="store_true", help="no int8 comparison")
+    parser.add_argument(
+        "--cache-documents", type=int, default=20, help="documents reranked twice (0: skip)"
+    )
+    parser.add_argument(
+        "--cache-mib", type=int, default=4, help="cache size for the stream (0: skip)"
+    )
+    parser.add_argument(
+        "--quality-queries",
+        type=int,
+        default=1190,
+        help="XQuAD-R queries for the int8 quality check (0: skip it)",
+    )
     return parser.parse_args()
 
 
@@ -144,11 +169,6 @@ def random_weights(config: JinaXLMRConfig) -> dict[str, torch.Tensor]:
     projection = torch.randn((OUTPUT_DIM, config.hidden_size), generator=generator) * INIT_STD
     state["linear.weight"] = projection.to(torch.bfloat16)
     return state
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines if line.strip()]
 
 
 def paragraphs(corpus: list[dict[str, Any]]) -> list[list[str]]:
@@ -255,7 +275,11 @@ class Baseline:
 
 
 def our_workloads(
-    model: maxsim.ColBERT, documents: list[str], queries: list[str], batch_size: int
+    model: maxsim.ColBERT,
+    documents: list[str],
+    queries: list[str],
+    batch_size: int,
+    label: str = "ours",
 ) -> list[Workload]:
     parameters = non_embedding_parameters(model._backbone) + non_embedding_parameters(
         model._projection
@@ -265,7 +289,7 @@ def our_workloads(
     shape = (2.0 * parameters, LAYERS, HIDDEN)
     return [
         Workload(
-            "ours: `encode_documents`",
+            f"{label}: `encode_documents`",
             documents,
             lambda texts: model.encode_documents(texts, batch_size, show_progress_bar=False),
             document_lengths,
@@ -273,7 +297,7 @@ def our_workloads(
             *shape,
         ),
         Workload(
-            "ours: `encode_queries`",
+            f"{label}: `encode_queries`",
             queries,
             lambda texts: model.encode_queries(texts, batch_size, show_progress_bar=False),
             query_lengths,
@@ -332,7 +356,12 @@ def time_workloads(
     return seconds, rates
 
 
-def report(workloads: list[Workload], seconds: list[float], peak_gflops: float) -> str:
+def report(
+    workloads: list[Workload],
+    seconds: list[float],
+    peak_gflops: float,
+    comparison: str = "ours is faster by",
+) -> str:
     """Rows in the order ours-documents, ours-queries, baseline-documents, baseline-queries."""
     half = len(workloads) // 2
     rows = []
@@ -363,39 +392,88 @@ def report(workloads: list[Workload], seconds: list[float], peak_gflops: float) 
         "real tokens/s",
         "computed tokens/s",
         "GFLOP/s (of matmul rate)",
-        "ours is faster by",
+        comparison,
     ]
     return markdown_table(header, rows)
+
+
+def print_int8_comparison(
+    args: argparse.Namespace,
+    folder: Path,
+    float32: maxsim.ColBERT,
+    texts: tuple[list[str], list[str]],
+    timer: QuietTimer,
+) -> None:
+    """int8 against float32 on the same texts, taking turns chunk by chunk."""
+    int8 = maxsim.ColBERT.from_pretrained(str(folder), device="cpu", quantize="int8")
+    workloads = our_workloads(int8, *texts, args.batch_size, "int8")
+    workloads += our_workloads(float32, *texts, args.batch_size, "float32")
+    seconds, rates = time_workloads(workloads, args.batch_size, args.warmup, args.passes, timer)
+    print(
+        '\n### int8 against float32\n\nThe same texts; `quantize="int8"` (torchao int8 '
+        "weights, dynamic int8 activations, compiled), warmed up first (the warm-up pays the "
+        "compilation). FLOPs are counted as for float32.\n"
+    )
+    print(report(workloads, seconds, rates.best, "int8 is faster by"))
+    print(f"\n{rates.summary()}")
+
+
+def print_baseline_comparison(
+    args: argparse.Namespace,
+    folder: Path,
+    model: maxsim.ColBERT,
+    texts: tuple[list[str], list[str]],
+    timer: QuietTimer,
+) -> None:
+    """Ours (float32) against the padded eager transformers baseline."""
+    baseline = Baseline(AutoTokenizer.from_pretrained(folder), args.batch_size)
+    workloads = our_workloads(model, *texts, args.batch_size) + baseline_workloads(baseline, *texts)
+    seconds, rates = time_workloads(workloads, args.batch_size, args.warmup, args.passes, timer)
+    print("\n### Ours against the padded baseline\n")
+    print(report(workloads, seconds, rates.best))
+    print(
+        f"\nFLOPs per sequence of L tokens: L x 2 x non-embedding params + 4 L^2 hidden per "
+        "layer, over the tokens each model computes (padding included for the baseline). "
+        f"{rates.summary()}"
+    )
 
 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    common.QUIET_TIMEOUT_SECONDS = args.quiet_wait
+    timer = QuietTimer(attempts=args.attempts)
     with checkpoint_folder(args.checkpoint_dir) as folder:
         model = maxsim.ColBERT.from_pretrained(str(folder), device="cpu", dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    documents = build_documents(model, args.data, args.documents, args.min_tokens, args.max_tokens)
-    queries = load_queries(args.data, args.queries)
-    baseline = Baseline(tokenizer, args.batch_size)
-    workloads = our_workloads(model, documents, queries, args.batch_size) + baseline_workloads(
-        baseline, documents, queries
-    )
-    timer = QuietTimer(attempts=args.attempts)
-    seconds, rates = time_workloads(workloads, args.batch_size, args.warmup, args.passes, timer)
-    lengths = workloads[0].computed
-    print(
-        f"Full-size jina-colbert-v2 (random weights), float32 CPU, batch size {args.batch_size}; "
-        f"{len(documents)} XQuAD-R documents of {min(lengths)}-{max(lengths)} tokens, "
-        f"{len(queries)} queries; warm-up on {args.warmup} texts, then ours and the baseline "
-        f"take turns on each chunk of {args.batch_size} texts, best of {args.passes} "
-        "pass(es) per chunk.\n"
-    )
-    print(report(workloads, seconds, rates.best))
-    print(
-        f"\nFLOPs per sequence of L tokens: L x 2 x non-embedding params + 4 L^2 hidden per "
-        "layer, over the tokens each model computes (padding included for the baseline). "
-        f"{rates.summary()} {timer.summary()}\n{machine()}"
-    )
+        documents = build_documents(
+            model, args.data, args.documents, args.min_tokens, args.max_tokens
+        )
+        texts = (documents, load_queries(args.data, args.queries))
+        lengths = [len(ids) for ids in model.tokenize(documents, is_query=False)]
+        print(
+            f"Full-size jina-colbert-v2 (random weights) on the CPU, batch size "
+            f"{args.batch_size}; {len(documents)} XQuAD-R documents of {min(lengths)}-"
+            f"{max(lengths)} tokens, {len(texts[1])} queries; warm-up on {args.warmup} texts, "
+            f"then the two variants take turns on each chunk of {args.batch_size} texts, best "
+            f"of {args.passes} pass(es) per chunk."
+        )
+        if not args.skip_baseline:
+            print_baseline_comparison(args, folder, model, texts, timer)
+        if not args.skip_int8:
+            print_int8_comparison(args, folder, model, texts, timer)
+    if args.cache_documents:
+        print(f"\n### Rerank cache: the same {args.cache_documents} documents twice\n")
+        print(rerank_twice(model, texts[1][0], documents[: args.cache_documents], timer))
+    del model
+    if args.cache_mib:
+        print("\n### Rerank cache under a stream of distinct texts\n")
+        print(stream_through_cache(args.data, args.cache_mib * 1024 * 1024, STREAM_BATCH))
+    if args.quality_queries:
+        print("\n### int8 quality\n")
+        print(minilm_quality(args.data, args.quality_queries))
+        print("\nTiny jina-colbert-v2 fixture, int8 against the golden float32 scores:\n")
+        print(tiny_golden_rankings())
+    print(f"\n{timer.summary()}\n{machine()}")
 
 
 if __name__ == "__main__":

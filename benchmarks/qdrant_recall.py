@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, markdown_table
+from common import machine, markdown_table, read_qrels
 
 import maxsim
 from maxsim.stores import QdrantStore
@@ -40,15 +40,6 @@ K = 10
 def read_jsonl(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8") as file:
         return [json.loads(line) for line in file if line.strip()]
-
-
-def read_qrels(path: Path) -> dict[str, set[str]]:
-    relevant: dict[str, set[str]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
-        query, document, score = line.split("\t")
-        if int(score) > 0:
-            relevant.setdefault(query, set()).add(document)
-    return relevant
 
 
 def load_data(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import uuid
@@ -20,6 +21,7 @@ from typing import Any
 from maxsim.cli_serve import add_serve
 from maxsim.encoder import DEFAULT_MODEL, ColBERT
 from maxsim.hub import LOCAL_FOLDER_FIX
+from maxsim.quantization import QUANTIZATIONS, TORCHAO_IMPORT_LOGGERS
 from maxsim.stores import DocumentStore, LateInteractionStore, load_store
 from maxsim.stores.persistence import MANIFEST
 from maxsim.validation import check_text, check_texts
@@ -122,6 +124,7 @@ def _add_encode(commands: Any) -> None:
     encode.add_argument(
         "--output", metavar="OUT.safetensors", help="write the arrays (keys text_0, text_1, ...)"
     )
+    _add_quantize(encode)
 
 
 def _add_rerank(commands: Any) -> None:
@@ -139,6 +142,7 @@ def _add_rerank(commands: Any) -> None:
         help="one passage per line ('-' = stdin), or a .jsonl file with \"text\" fields",
     )
     rerank.add_argument("--top-n", type=_positive_int, help="passages shown (default all)")
+    _add_quantize(rerank)
 
 
 def _add_index(commands: Any) -> None:
@@ -163,6 +167,7 @@ def _add_index(commands: Any) -> None:
         help="store long documents as windows of N tokens (overlap: N/4, at most 64)",
     )
     index.add_argument("--batch-size", type=_positive_int, default=32, help="texts per batch")
+    _add_quantize(index)
 
 
 def _add_search(commands: Any) -> None:
@@ -177,6 +182,15 @@ def _add_search(commands: Any) -> None:
     search.add_argument("query", metavar="QUERY")
     search.add_argument("-k", type=_positive_int, default=10, help="hits shown (default 10)")
     search.add_argument("--filter", metavar="JSON", help='metadata filter, e.g. \'{"lang": "de"}\'')
+
+
+def _add_quantize(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        help="run the model's linear layers in int8 on the CPU (needs maxsim[int8]; the "
+        "first texts wait for a one-off compilation)",
+    )
 
 
 def _positive_int(value: str) -> int:
@@ -194,7 +208,7 @@ def _encode(arguments: argparse.Namespace) -> int:
     if not texts:
         raise ValueError("nothing to encode: pass TEXT arguments or --file FILE")
     check_texts(texts, "texts")
-    model = _load_model(arguments.model)
+    model = _load_model(arguments.model, arguments.quantize)
     encode = model.encode_queries if arguments.queries else model.encode_documents
     arrays = encode(texts)
     if arguments.output:
@@ -211,7 +225,7 @@ def _encode(arguments: argparse.Namespace) -> int:
 def _rerank(arguments: argparse.Namespace) -> int:
     check_text(arguments.query, "QUERY")
     passages = _read_passages(arguments.file)
-    model = _load_model(arguments.model)
+    model = _load_model(arguments.model, arguments.quantize)
     results = model.rerank(arguments.query, passages, top_n=arguments.top_n)
     rows = [
         {"rank": rank, "index": result.index, "score": result.score, "text": result.document}
@@ -224,7 +238,7 @@ def _rerank(arguments: argparse.Namespace) -> int:
 def _index(arguments: argparse.Namespace) -> int:
     source = Path(arguments.input)
     documents = _folder_documents(source) if source.is_dir() else _read_jsonl(source)
-    model = _load_model(arguments.model)
+    model = _load_model(arguments.model, arguments.quantize)
     store = _open_store(Path(arguments.store), model, arguments.chunk_size)
     before = len(store)
     store.add(
@@ -289,11 +303,13 @@ def _demo(arguments: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- model and store
 
 
-def _load_model(name: str) -> ColBERT:
+def _load_model(name: str, quantize: str | None = None) -> ColBERT:
     """The checkpoint `name`, or a ValueError that says how to pass a local one."""
     _quiet_transformers()
     try:
-        return ColBERT.from_pretrained(name)
+        return ColBERT.from_pretrained(name, quantize=quantize)
+    except ImportError as error:
+        raise ValueError(str(error)) from error
     except (OSError, ValueError) as error:
         detail = str(error).rstrip(".")
         where = f"{LOCAL_FOLDER_FIX} with --model PATH"
@@ -305,9 +321,12 @@ def _load_model(name: str) -> ColBERT:
 
 
 def _quiet_transformers() -> None:
-    """Keep transformers' weight-loading bars and advice off stderr."""
+    """Keep transformers' weight-loading bars and advice off stderr, and the warnings that
+    torchao logs on import (transformers imports it when installed) with them."""
     from transformers.utils import logging as transformers_logging
 
+    for name in TORCHAO_IMPORT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
 

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from maxsim.encoder import DEFAULT_MODEL, MODEL_DTYPES, ColBERT
+from maxsim.quantization import QUANTIZATIONS
 
 API_KEY_VARIABLE = "MAXSIM_API_KEY"
 
@@ -35,6 +36,12 @@ def add_serve(commands: Any, positive_int: Any) -> None:
     serve.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA if available)")
     serve.add_argument("--dtype", choices=sorted(MODEL_DTYPES), help="model dtype")
     serve.add_argument("--dim", type=positive_int, help="Matryoshka cut of the model's output")
+    serve.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        help="int8 linear layers on the CPU (needs maxsim[int8]; the first requests wait "
+        "for a one-off compilation)",
+    )
     serve.add_argument(
         "--max-inputs", type=positive_int, default=2048, help="texts per request (413 beyond)"
     )
@@ -67,9 +74,13 @@ def run_serve(arguments: argparse.Namespace) -> int:
         ) from error
     try:
         model = ColBERT.from_pretrained(
-            arguments.model, dim=arguments.dim, device=arguments.device, dtype=arguments.dtype
+            arguments.model,
+            dim=arguments.dim,
+            device=arguments.device,
+            dtype=arguments.dtype,
+            quantize=arguments.quantize,
         )
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:
         raise ValueError(f"cannot load model {arguments.model!r}: {error}") from error
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = ServerSettings(

@@ -9,10 +9,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from maxsim.batching import token_budget_batches
+from maxsim.cache import DEFAULT_CACHE_BYTES, DocumentVectorCache
 from maxsim.checkpoints import Checkpoint, LoadOptions, load_checkpoint, resolve_folder
 from maxsim.fingerprint import checkpoint_fingerprint
 from maxsim.late_interaction import EncodedText, TokenizedEncoder
 from maxsim.models.jina_xlmr import flash_attention_available
+from maxsim.quantization import check_quantization, quantize_linear_layers
 from maxsim.validation import check_positive_int
 
 DEFAULT_MODEL = "jinaai/jina-colbert-v2"
@@ -47,6 +49,8 @@ class ColBERT(TokenizedEncoder):
         device: torch.device,
         dtype: torch.dtype,
         max_batch_tokens: int = 16384,
+        quantize: str | None = None,
+        cache_size: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.name = checkpoint.name
         self.layout = checkpoint.layout
@@ -56,7 +60,11 @@ class ColBERT(TokenizedEncoder):
         self.device = device
         self.dtype = dtype
         self.max_batch_tokens = check_positive_int(max_batch_tokens, "max_batch_tokens")
+        self.quantize = check_quantization(quantize, device, dtype)
+        self.document_cache = DocumentVectorCache(cache_size)
         self._backbone = checkpoint.backbone.to(device=device, dtype=dtype)
+        if self.quantize is not None:
+            quantize_linear_layers(self._backbone)
         self._projection = checkpoint.projection.to(device=device, dtype=dtype)
         self._skiplist = torch.tensor(sorted(checkpoint.rules.skiplist_ids), dtype=torch.long)
         self._before, self._after = _special_tokens_around_content(checkpoint.tokenizer)
@@ -75,6 +83,8 @@ class ColBERT(TokenizedEncoder):
         attn_implementation: str | None = None,
         trust_remote_code: bool = False,
         max_batch_tokens: int = 16384,
+        quantize: str | None = None,
+        cache_size: int = DEFAULT_CACHE_BYTES,
     ) -> ColBERT:
         """Load a checkpoint from a local folder or a Hugging Face repo id.
 
@@ -82,13 +92,17 @@ class ColBERT(TokenizedEncoder):
             name_or_path: folder or repo id; jina-colbert-v2 (-96/-64), Stanford ColBERT,
                 PyLate ColBERT and plain Hugging Face encoders are recognised.
             dim: Matryoshka cut: keep the first `dim` output dims, renormalised.
-            device: defaults to CUDA when available, else CPU.
+            device: defaults to CUDA when available (and no `quantize`), else CPU.
             dtype: defaults to bfloat16 on CUDA and float32 on CPU.
             query_length / document_length: token limits; default the checkpoint's.
             attn_implementation: "sdpa", "eager" or "flash_attention_2"; defaults to
                 flash-attn's varlen kernel on CUDA in 16-bit when it imports, else SDPA.
                 The native jina backbone runs SDPA for "eager" (the same math).
             max_batch_tokens: padded tokens per forward pass (memory bound per batch).
+            quantize: "int8" runs the backbone's linear layers in int8 on the CPU
+                (`maxsim.quantization`; needs `maxsim[int8]`); None keeps float32.
+            cache_size: bytes of document vectors `rerank` keeps (`maxsim.cache`,
+                256 MiB by default); 0 turns the cache off.
 
         Raises:
             FileNotFoundError: the folder (or a file in it) does not exist.
@@ -100,8 +114,11 @@ class ColBERT(TokenizedEncoder):
         ):
             if value is not None:
                 check_positive_int(value, argument, minimum=4)
-        resolved_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        gpu = torch.cuda.is_available() and quantize is None
+        resolved_device = torch.device(device or ("cuda" if gpu else "cpu"))
         resolved_dtype = _model_dtype(dtype, resolved_device)
+        check_quantization(quantize, resolved_device, resolved_dtype)
+        check_positive_int(cache_size, "cache_size", minimum=0)
         check_positive_int(max_batch_tokens, "max_batch_tokens")
         if dim is not None:
             check_positive_int(dim, "dim")
@@ -119,6 +136,8 @@ class ColBERT(TokenizedEncoder):
             device=resolved_device,
             dtype=resolved_dtype,
             max_batch_tokens=max_batch_tokens,
+            quantize=quantize,
+            cache_size=cache_size,
         )
 
     @property

@@ -12,11 +12,13 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from maxsim.cache import CacheInfo, DocumentVectorCache
 from maxsim.scoring import scores
 from maxsim.validation import check_positive_int, check_text, check_texts
 
@@ -152,6 +154,15 @@ class LateInteractionEncoder(ABC):
         """
         raise _no_chunking(self, chunk_size)
 
+    @cached_property
+    def document_cache(self) -> DocumentVectorCache:
+        """Where `rerank` keeps document vectors; assign another to resize or share one."""
+        return DocumentVectorCache()
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses and size of the document-vector cache that `rerank` uses."""
+        return self.document_cache.info()
+
     def rerank(
         self,
         query: str,
@@ -161,6 +172,8 @@ class LateInteractionEncoder(ABC):
         batch_size: int = 32,
     ) -> list[RerankResult]:
         """Documents ordered by MaxSim against `query`, best first (ties keep input order).
+
+        Document vectors come from `document_cache` when they are there (see `cache_info`).
 
         Example:
             >>> results = model.rerank("capital of France", ["Paris is in France", "Bread"])
@@ -174,7 +187,7 @@ class LateInteractionEncoder(ABC):
         if not documents:
             return []
         [query_embeddings] = self.encode_queries([query])
-        document_embeddings = self.encode_documents(documents, batch_size=batch_size)
+        document_embeddings = self.document_cache.encode_documents(self, documents, batch_size)
         return rank(query_embeddings, document_embeddings, documents, top_n)
 
 
