@@ -156,8 +156,23 @@ def runs(root: Path, minilm_path: Path) -> Results:
             ["index", "docs.jsonl", "--store", "jsonl-store-copy", "--json", *minilm],
             None,
         ),
+        "index compressed": (
+            [
+                *["index", "docs.jsonl", "--store", "plaid-store", "--compressed"],
+                *["--nbits", "4", *minilm],
+            ],
+            None,
+        ),
     }
-    return results | run_all(on_the_stores, root)
+    results |= run_all(on_the_stores, root)
+    searches: dict[str, Command] = {
+        "search compressed": (["search", "plaid-store", TOWER_QUERY, "--json", *minilm], None),
+        "compressed into exact": (
+            ["index", "docs.jsonl", "--store", "jsonl-store", "--compressed", *minilm],
+            None,
+        ),
+    }
+    return results | run_all(searches, root)
 
 
 def succeeded(result: subprocess.CompletedProcess[str]) -> str:
@@ -197,6 +212,16 @@ def test_search_json_on_a_folder_store(runs: Results) -> None:
     assert best["metadata"] == {"path": "recipes/bread.txt"}
     assert best["text"] == FOLDER_FILES["recipes/bread.txt"]
     assert 0 < best["normalized_score"] <= best["score"]
+
+
+def test_compressed_store_is_built_and_searched_by_itself(runs: Results, root: Path) -> None:
+    succeeded(runs["index compressed"])
+    manifest = json.loads((root / "plaid-store" / "store.json").read_text(encoding="utf-8"))
+    assert manifest["format"] == "maxsim.PLAIDStore" and manifest["settings"]["nbits"] == 4
+    hits = json.loads(succeeded(runs["search compressed"]))
+    assert hits[0]["id"] == "paris" and len(hits) == 3
+    refused = runs["compressed into exact"]
+    assert refused.returncode == 1 and "holds an exact store" in refused.stderr
 
 
 def test_index_again_upserts_by_id(runs: Results) -> None:

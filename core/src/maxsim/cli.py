@@ -167,6 +167,18 @@ def _add_index(commands: Any) -> None:
         help="store long documents as windows of N tokens (overlap: N/4, at most 64)",
     )
     index.add_argument("--batch-size", type=_positive_int, default=32, help="texts per batch")
+    index.add_argument(
+        "--compressed",
+        action="store_true",
+        help='build a new store as a compressed PLAIDStore (pip install "maxsim[index]")',
+    )
+    index.add_argument(
+        "--nbits",
+        type=int,
+        choices=(1, 2, 4),
+        default=2,
+        help="bits per dimension of a compressed store's residuals (default 2)",
+    )
     _add_quantize(index)
 
 
@@ -239,7 +251,7 @@ def _index(arguments: argparse.Namespace) -> int:
     source = Path(arguments.input)
     documents = _folder_documents(source) if source.is_dir() else _read_jsonl(source)
     model = _load_model(arguments.model, arguments.quantize)
-    store = _open_store(Path(arguments.store), model, arguments.chunk_size)
+    store = _open_store(Path(arguments.store), model, arguments)
     before = len(store)
     store.add(
         [document["text"] for document in documents],
@@ -341,12 +353,22 @@ def _saved_store(folder: Path) -> Path:
     return folder
 
 
-def _open_store(folder: Path, model: ColBERT, chunk_size: int | None) -> DocumentStore:
-    """The store saved in `folder` (of whichever kind), or a new one when there is none."""
+def _open_store(folder: Path, model: ColBERT, arguments: argparse.Namespace) -> DocumentStore:
+    """The store saved in `folder` (of whichever kind), or a new one when there is none:
+    a `PLAIDStore` with `--compressed`, else a `LateInteractionStore`."""
+    chunk_size = arguments.chunk_size
     if not (folder / MANIFEST).exists():
         overlap = min(64, chunk_size // 4) if chunk_size else 64
+        if arguments.compressed:
+            from maxsim.stores.plaid import PLAIDStore
+
+            return PLAIDStore(model, arguments.nbits, chunk_size=chunk_size, chunk_overlap=overlap)
         return LateInteractionStore(model, chunk_size=chunk_size, chunk_overlap=overlap)
     store = load_store(folder, model)
+    if arguments.compressed and store.format != "maxsim.PLAIDStore":
+        raise ValueError(
+            f"{folder} holds an exact store; leave out --compressed, or index into a new folder"
+        )
     if chunk_size is not None and chunk_size != store.chunk_size:
         built = f"--chunk-size {store.chunk_size}" if store.chunk_size else "no --chunk-size"
         raise ValueError(

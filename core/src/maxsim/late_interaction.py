@@ -154,6 +154,16 @@ class LateInteractionEncoder(ABC):
         """
         raise _no_chunking(self, chunk_size)
 
+    def document_window_spans(
+        self, texts: Sequence[str], chunk_size: int, chunk_overlap: int = 64
+    ) -> list[list[tuple[int, int]]] | None:
+        """Each text's windows as character spans; refused without a tokenizer.
+
+        Raises:
+            ValueError: this encoder cannot split documents into token windows.
+        """
+        raise _no_chunking(self, chunk_size)
+
     @cached_property
     def document_cache(self) -> DocumentVectorCache:
         """Where `rerank` keeps document vectors; assign another to resize or share one."""
