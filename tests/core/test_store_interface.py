@@ -117,7 +117,7 @@ def test_save_and_load_store_pick_the_class(store: DocumentStore, tmp_path: Path
 
 
 def test_load_store_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no saved maxsim store"):
+    with pytest.raises(FileNotFoundError, match="no saved store"):
         load_store(tmp_path, FakeColBERT())
     (tmp_path / "store.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError, match="corrupt"):

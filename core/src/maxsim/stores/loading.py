@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
 from maxsim.late_interaction import LateInteractionEncoder
 from maxsim.stores.base import DocumentStore
-from maxsim.stores.persistence import MANIFEST
+from maxsim.stores.persistence import MANIFEST, read_manifest
 
 STORE_CLASSES = {
     "maxsim.LateInteractionStore": ("maxsim.stores.memory", "LateInteractionStore"),
@@ -26,13 +25,8 @@ def saved_format(path: str | Path) -> str:
         ValueError: the manifest is corrupt or names no store class maxsim knows.
     """
     manifest_path = Path(path) / MANIFEST
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{path} holds no saved maxsim store ({MANIFEST} is missing)")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{manifest_path} is corrupt or truncated: {error}") from error
-    name = manifest.get("format") if isinstance(manifest, dict) else None
+    manifest = read_manifest(Path(path))
+    name = manifest.get("format")
     if name not in STORE_CLASSES:
         raise ValueError(
             f"{manifest_path} names store format {name!r}; this maxsim opens "

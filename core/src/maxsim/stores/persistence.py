@@ -170,7 +170,8 @@ def _previous_arrays(folder: Path) -> str | None:
     return name if isinstance(name, str) and ARRAYS_NAME.fullmatch(name) else None
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The JSON object in `folder/store.json`, or an error naming the file."""
     path = folder / MANIFEST
     if not path.exists():
         raise FileNotFoundError(f"{folder} holds no saved store ({MANIFEST} is missing)")
@@ -191,7 +192,7 @@ def load(folder: Path, layout: Layout) -> SavedStore:
         ValueError: a corrupt, truncated or inconsistent file, named in the message.
     """
     manifest_path = folder / MANIFEST
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     found = manifest.get("format")
     if found != layout.format:
         raise ValueError(
