@@ -16,7 +16,7 @@ import torch
 
 from maxsim.filters import MetadataFilter
 from maxsim.late_interaction import LateInteractionEncoder
-from maxsim.stores import qdrant_manifest
+from maxsim.stores import persistence, qdrant_manifest
 from maxsim.stores.base import DocumentStore, Hit, Record, check_ids
 from maxsim.stores.first_stage import FirstStage, as_first_stage, from_settings
 from maxsim.stores.qdrant_filters import qdrant_models, to_qdrant_filter
@@ -294,12 +294,7 @@ class QdrantStore(DocumentStore):
         """
         manifest = qdrant_manifest.load(Path(path), cls.format)
         settings = manifest["settings"]
-        if settings["dim"] != model.dim or (settings["model"] != model.name and not force):
-            raise ValueError(
-                f"{path} was saved with model {settings['model']!r} (dim {settings['dim']}), "
-                f"not {model.name!r} (dim {model.dim}); load it with that model, or pass "
-                "force=True to use a different model of the same dim"
-            )
+        persistence.check_model(path, settings, model, force)
         candidates = options.pop("candidates", settings["candidates"])
         if client is None:
             client = qdrant_manifest.connect(manifest["connection"], options)
