@@ -3,6 +3,7 @@ threads, and persistence (round trips, memory-mapped loads, corrupt files, safe 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -343,6 +344,22 @@ def test_train_on_a_sample_before_adding() -> None:
     assert_same_hits(store.search_embeddings([query])[0], exact.search_embeddings([query])[0])
 
 
+def test_lists_extended_with_new_tokens_equal_lists_built_afresh() -> None:
+    store = trained_store()
+    for batch in range(3):
+        store.add_embeddings(documents(60 + batch, 30), ids=[f"x{batch}-{i}" for i in range(30)])
+        store.delete([f"d{batch}"])
+        index = store._index
+        assert index.listed < index.tokens  # below the relisting threshold: scanned directly
+        extended = index.relisted()
+        afresh = dataclasses.replace(
+            index, listed=0, list_offsets=np.zeros(1, np.int64), list_windows=np.zeros(0, np.int32)
+        ).relisted()
+        np.testing.assert_array_equal(extended.list_offsets, afresh.list_offsets)
+        np.testing.assert_array_equal(extended.list_windows, afresh.list_windows)
+        store._index = extended
+
+
 def filled(trained: bool) -> maxsim.PLAIDStore:
     store = exhaustive(min_train_tokens=300 if trained else 10**6)
     store.add_embeddings(
@@ -366,7 +383,10 @@ def test_round_trip_keeps_documents_settings_and_results(tmp_path: Path, trained
     loaded.add_embeddings(documents(42, 3), ids=["p0", "new1", "new2"])
     assert loaded.delete(["p5"]) == 1 and len(loaded) == 90
     loaded.save(tmp_path)
-    assert len(list(tmp_path.glob("vectors-*.safetensors"))) == 1
+    [arrays_file] = tmp_path.glob("vectors-*.safetensors")
+    written = load_file(str(arrays_file))  # safetensors' own reader
+    np.testing.assert_array_equal(written["owners"], loaded._index.owners[: len(written["owners"])])
+    assert written["codes" if trained else "vectors"].shape[0] == loaded.memory_usage().tokens
     again = maxsim.PLAIDStore.load(tmp_path, MODEL, nprobe=2, rerank=8)
     assert (again.nprobe, again.rerank) == (2, 8) and len(again) == 90
     assert (

@@ -122,19 +122,24 @@ class ResidualCodec:
     def assign(self, vectors: torch.Tensor) -> torch.Tensor:
         """The (approximately) nearest centroid of each vector, as int64 ids."""
         result = torch.empty(len(vectors), dtype=torch.int64)
-        half_norms = self.centroids.square().sum(1) / 2
-        coarse_half_norms = self.coarse.square().sum(1) / 2
+        negative_half_norms = self.centroids.square().sum(1) / -2
+        coarse_negative_half_norms = self.coarse.square().sum(1) / -2
         probes = min(ASSIGN_PROBES, len(self.coarse))
         for start in range(0, len(vectors), ASSIGN_BLOCK):
             block = vectors[start : start + ASSIGN_BLOCK].float()
-            top = (block @ self.coarse.T - coarse_half_norms).topk(probes, dim=1).indices
-            result[start : start + len(block)] = self._assign_within(block, top, half_norms)
+            coarse_scores = torch.addmm(coarse_negative_half_norms, block, self.coarse.T)
+            top = coarse_scores.topk(probes, dim=1).indices
+            result[start : start + len(block)] = self._assign_within(
+                block, top, negative_half_norms
+            )
         return result
 
     def _assign_within(
-        self, block: torch.Tensor, top: torch.Tensor, half_norms: torch.Tensor
+        self, block: torch.Tensor, top: torch.Tensor, negative_half_norms: torch.Tensor
     ) -> torch.Tensor:
-        """Best centroid among the centroids of each row's probed groups."""
+        """Best centroid among the centroids of each row's probed groups (scored as
+        x . c - |c|^2 / 2, which orders centroids as L2 distance does; numpy's argmax is
+        several times faster than torch's max with indices here)."""
         rows = torch.arange(len(block)).repeat_interleave(top.shape[1])
         groups = top.flatten()
         order = torch.argsort(groups, stable=True)
@@ -149,8 +154,11 @@ class ResidualCodec:
             low, high = int(self.groups[group]), int(self.groups[group + 1])
             if low == high:
                 continue
-            scores = block[members] @ self.centroids[low:high].T - half_norms[low:high]
-            values, indices = scores.max(dim=1)
+            scores = torch.addmm(
+                negative_half_norms[low:high], block[members], self.centroids[low:high].T
+            )
+            indices = torch.from_numpy(np.argmax(scores.numpy(), axis=1))
+            values = scores.gather(1, indices[:, None])[:, 0]
             better = values > best[members]
             best[members[better]] = values[better]
             codes[members[better]] = indices[better] + low

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save_file
 
 from maxsim.late_interaction import LateInteractionEncoder
 from maxsim.stores.base import Record, check_metadata
@@ -144,10 +143,7 @@ def save(
     previous = _previous_arrays(folder)
     arrays_name = f"vectors-{uuid.uuid4().hex}.safetensors"
     arrays_path = folder / arrays_name
-    save_file(
-        {name: np.ascontiguousarray(array) for name, array in arrays.items()}, str(arrays_path)
-    )
-    _fsync(arrays_path)
+    write_safetensors(arrays_path, arrays)
     manifest = {
         "format": layout.format,
         "format_version": layout.version,
@@ -158,6 +154,32 @@ def save(
     write_atomically(folder / MANIFEST, json.dumps(manifest, ensure_ascii=False))
     if previous is not None and previous != arrays_name:
         (folder / previous).unlink(missing_ok=True)
+
+
+def write_safetensors(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write `arrays` to `path` in the safetensors format and fsync it, streaming each
+    array's buffer to the file (safetensors' own writer holds a copy of everything)."""
+    names = {np.dtype(dtype): name for name, dtype in SAFETENSORS_DTYPES.items()}
+    contiguous = {name: np.ascontiguousarray(array) for name, array in arrays.items()}
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, array in contiguous.items():
+        header[name] = {
+            "dtype": names[array.dtype],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + array.nbytes],
+        }
+        offset += array.nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)
+    with path.open("wb") as file:
+        file.write(len(encoded).to_bytes(HEADER_BYTES, "little"))
+        file.write(encoded)
+        for array in contiguous.values():
+            if array.nbytes:
+                file.write(memoryview(array.reshape(-1)).cast("B"))
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def _previous_arrays(folder: Path) -> str | None:
@@ -328,8 +350,3 @@ def write_atomically(path: Path, text: str) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as file:
-        os.fsync(file.fileno())

@@ -143,7 +143,9 @@ class PLAIDStore(DocumentStore):
         self._publish(Index.empty(model.dim))
 
     def _publish(self, index: Index) -> None:
-        """Make `index` the one searches read (caller holds the lock, or owns the store)."""
+        """Make `index` the one searches read and index its live slots by id (caller holds
+        the lock, or owns the store). Appends and deletes that keep the slot numbers update
+        `_slots` in place instead: rebuilding it costs a pass over every document."""
         self._slots = {index.records[slot].id: int(slot) for slot in index.live_slots()}
         self._index = index
 
@@ -206,8 +208,11 @@ class PLAIDStore(DocumentStore):
             if slots:
                 index = self._index.retired(slots)
                 if index.tokens - index.live_tokens() > COMPACT_WHEN_DEAD * index.tokens:
-                    index = index.compacted(index.codec, index.trained_tokens)
-                self._publish(index)
+                    self._publish(index.compacted(index.codec, index.trained_tokens))
+                else:
+                    self._index = index
+                    for value in set(ids):
+                        self._slots.pop(value, None)
         return len(slots)
 
     def clear(self) -> None:
@@ -225,10 +230,12 @@ class PLAIDStore(DocumentStore):
         records = [Record(*fields) for fields in zip(ids, texts, metadatas, strict=True)]
         with self._lock:
             replaced = [self._slots[value] for value in ids if value in self._slots]
+            first_slot = len(self._index.records)
             index = self._index.appended(records, windows, replaced)
             if index.tokens - index.listed > max(RELIST_FRACTION * index.listed, RELIST_MIN_TOKENS):
                 index = index.relisted()
-            self._publish(index)
+            self._index = index
+            self._slots.update((value, first_slot + i) for i, value in enumerate(ids))
             self._retrain_if_due()
 
     def _retrain_if_due(self) -> None:
@@ -327,9 +334,12 @@ class PLAIDStore(DocumentStore):
         deleted documents are left out. A crash mid-save leaves the previous save loadable."""
         with self._lock:
             index = self._index
-            if index.listed < index.tokens or index.live_tokens() < index.tokens:
+            if index.live_tokens() < index.tokens:
                 index = index.compacted(index.codec, index.trained_tokens)
                 self._publish(index)
+            elif index.listed < index.tokens:
+                index = index.relisted()
+                self._index = index
         settings = {
             **persistence.model_settings(self.model),
             "nbits": self.nbits,

@@ -269,24 +269,38 @@ class Index:
         return compact.relisted()
 
     def relisted(self) -> Index:
-        """The index with inverted lists covering every token."""
+        """The index with inverted lists covering every token.
+
+        The tokens since `listed` belong to windows after every listed one, so their
+        (centroid, window) entries go at the end of each centroid's list: the lists
+        already built are moved, not sorted again.
+        """
         if self.codec is None:
             return replace(self, listed=self.tokens)
         centroids = len(self.codec.centroids)
-        window_of_token = np.repeat(
-            np.arange(self.windows, dtype=np.int64), self.lengths[: self.windows]
+        first_window = int(np.searchsorted(self.starts[: self.windows], self.listed))
+        lengths = self.lengths[first_window : self.windows]
+        window_of_token = np.repeat(np.arange(first_window, self.windows, dtype=np.int64), lengths)
+        keys = self.codes[self.listed : self.tokens].astype(np.int64) * self.windows
+        keys += window_of_token
+        keys.sort()
+        keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+        new_centroids = keys // max(self.windows, 1)
+        new_counts = np.bincount(new_centroids, minlength=centroids)
+        old_counts = (
+            np.diff(self.list_offsets) if self.listed else np.zeros(centroids, dtype=np.int64)
         )
-        keys = np.unique(
-            self.codes[: self.tokens].astype(np.int64) * self.windows + window_of_token
+        offsets = np.concatenate([[0], np.cumsum(old_counts + new_counts)]).astype(np.int64)
+        merged = np.empty(int(offsets[-1]), dtype=np.int32)
+        moved = offsets[:-1] - (np.cumsum(old_counts) - old_counts)
+        old_positions = np.arange(len(self.list_windows), dtype=np.int64)
+        merged[old_positions + np.repeat(moved, old_counts)] = self.list_windows
+        new_positions = np.arange(len(keys), dtype=np.int64)
+        new_positions += np.repeat(
+            offsets[:-1] + old_counts - (np.cumsum(new_counts) - new_counts), new_counts
         )
-        counts = np.bincount(keys // max(self.windows, 1), minlength=centroids)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return replace(
-            self,
-            list_offsets=offsets,
-            list_windows=(keys % max(self.windows, 1)).astype(np.int32),
-            listed=self.tokens,
-        )
+        merged[new_positions] = keys % max(self.windows, 1)
+        return replace(self, list_offsets=offsets, list_windows=merged, listed=self.tokens)
 
     # ------------------------------------------------------------------ accounting
 
