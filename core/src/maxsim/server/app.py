@@ -158,20 +158,21 @@ def create_app(model: TokenizedEncoder, settings: ServerSettings | None = None) 
         }
         return JSONResponse(body)
 
+    app.add_middleware(
+        Guard,
+        api_key=settings.api_key,
+        max_body_bytes=settings.max_body_bytes,
+    )
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
+        # Added last, so outermost: preflights and the Guard's refusals get CORS headers.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.add_middleware(
-        Guard,
-        api_key=settings.api_key,
-        max_body_bytes=settings.max_body_bytes,
-    )
     return app
 
 
