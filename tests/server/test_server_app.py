@@ -1,6 +1,10 @@
-"""The server app in process (TestClient, FakeColBERT)."""
+"""The server app in process (TestClient, FakeColBERT): middleware order, an app whose
+lifespan never ran, text checks, and the model worker's batching."""
 
 from __future__ import annotations
+
+import threading
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -26,3 +30,17 @@ def test_cors_answers_preflights_and_refusals_in_front_of_the_api_key() -> None:
     assert preflight.headers["access-control-allow-origin"] == ORIGIN
     assert refused.status_code == 401
     assert refused.headers["access-control-allow-origin"] == ORIGIN
+
+
+def test_an_app_whose_lifespan_never_ran_still_answers() -> None:
+    client = TestClient(create_app(FakeColBERT(), ServerSettings(served_model_name="fake")))
+    replies: list[Any] = []
+    body = {"model": "fake", "query": "red apple", "documents": ["sky", "red apple"]}
+    thread = threading.Thread(
+        target=lambda: replies.append(client.post("/v1/rerank", json=body)), daemon=True
+    )
+    thread.start()
+    thread.join(timeout=30)
+    assert replies, "the request did not finish: the model worker never started"
+    assert replies[0].status_code == 200
+    assert [result["index"] for result in replies[0].json()["results"]] == [1, 0]

@@ -39,6 +39,9 @@ class _Job:
 class ModelWorker:
     """Runs `model` on a thread; `encode` is awaited from the event loop.
 
+    The thread starts with the app's lifespan, or on the first `encode` when the lifespan
+    never runs (a mounted sub-app, `--lifespan off`).
+
     Each round takes every job waiting (up to `round_tokens` tokens), tokenizes them and
     embeds all queries, then all documents, in one call each: the model's own token-budget
     batching then packs texts from different requests into the same forward passes.
@@ -60,22 +63,29 @@ class ModelWorker:
         self.round_tokens = round_tokens
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         self._held: _Job | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="maxsim-model", daemon=True)
-        self._thread.start()
+        """Start the model thread, unless it runs already."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="maxsim-model", daemon=True)
+                self._thread.start()
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        """Stop the model thread once the jobs queued before are done."""
+        with self._lock:
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join()
+                self._thread = None
 
     async def encode(self, texts: list[str], *, is_query: bool) -> Encoded:
         """Vectors for `texts` (checked non-empty strings), computed on the worker thread."""
         loop = asyncio.get_running_loop()
         job = _Job(texts, is_query, loop, loop.create_future())
+        self.start()
         self._queue.put(job)
         return await job.future
 
