@@ -99,6 +99,13 @@ def test_bad_texts(tiny_model: maxsim.ColBERT, method: str) -> None:
         encode(["a"], batch_size=0)
 
 
+def test_an_unpaired_surrogate_is_refused_before_the_tokenizer(tiny_model: maxsim.ColBERT) -> None:
+    with pytest.raises(ValueError, match=r"texts\[1\] holds an unpaired surrogate"):
+        tiny_model.encode_documents(["fine", "broken \ud800 text"])
+    with pytest.raises(ValueError, match="query holds an unpaired surrogate"):
+        tiny_model.rerank("\udfff", DOCUMENTS)
+
+
 def test_bad_rerank_and_explain_arguments(tiny_model: maxsim.ColBERT) -> None:
     with pytest.raises(ValueError, match="query is empty"):
         tiny_model.rerank("  ", DOCUMENTS)

@@ -44,3 +44,13 @@ def test_an_app_whose_lifespan_never_ran_still_answers() -> None:
     assert replies, "the request did not finish: the model worker never started"
     assert replies[0].status_code == 200
     assert [result["index"] for result in replies[0].json()["results"]] == [1, 0]
+
+
+def test_an_unpaired_surrogate_is_a_422_naming_the_field() -> None:
+    body = b'{"model": "fake", "input": ["fine", "broken \\ud800 text"]}'
+    with TestClient(create_app(FakeColBERT(), ServerSettings(served_model_name="fake"))) as client:
+        reply = client.post(
+            "/v1/multi-vector", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert reply.status_code == 422, reply.text
+    assert "input[1] holds an unpaired surrogate" in reply.json()["detail"]

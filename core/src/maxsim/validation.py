@@ -19,11 +19,15 @@ def check_texts(texts: Any, argument: str) -> list[str]:
 
 
 def check_text(text: Any, argument: str) -> str:
-    """`text` if it is a string with some non-space content."""
+    """`text` if it is a string of valid Unicode with some non-space content."""
     if not isinstance(text, str):
         raise TypeError(f"{argument} must be a string, got {type(text).__name__}")
     if not text.strip():
         raise ValueError(f"{argument} is empty or whitespace only; pass text with some content")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{argument} holds an unpaired surrogate; send valid Unicode") from None
     return text
 
 
