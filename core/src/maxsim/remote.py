@@ -200,14 +200,29 @@ class RemoteColBERT(LateInteractionEncoder):
         return arrays
 
     def _matrix(self, embeddings: Any) -> np.ndarray:
-        """One text's rows as a float32 [rows, dim] array, from floats or base64."""
+        """One text's rows as a float32 [rows, dim] array, from floats or base64.
+
+        Raises:
+            ValueError: the rows are not `dim` values wide.
+        """
         if isinstance(embeddings, str):
             embeddings = [embeddings]
-        if embeddings and isinstance(embeddings[0], str):
+        if not embeddings:
+            return np.empty((0, self.dim), dtype=np.float32)
+        if isinstance(embeddings[0], str):
             raw = b"".join(base64.b64decode(row, validate=True) for row in embeddings)
-            matrix = np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(-1, self.dim)
-        else:
-            matrix = np.asarray(embeddings, dtype=np.float32).reshape(-1, self.dim)
+            if len(raw) % (4 * self.dim):
+                raise ValueError(
+                    f"the base64 embeddings hold {len(raw)} bytes, not whole rows of "
+                    f"dim={self.dim} float32 values; pass the dim the server answers with"
+                )
+            return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(-1, self.dim)
+        matrix = np.asarray(embeddings, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[1] != self.dim:
+            raise ValueError(
+                f"the embeddings have shape {matrix.shape}, not [rows, dim={self.dim}]; "
+                "pass the dim the server answers with"
+            )
         return matrix
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
@@ -251,9 +266,10 @@ def _json(url: str, response: httpx.Response) -> Any:
 def _failure(url: str, response: httpx.Response) -> RemoteError:
     """The error for a final non-2xx answer, with the server's `detail` when it sent one."""
     try:
-        detail = response.json().get("detail", response.text)
+        payload = response.json()
     except ValueError:
-        detail = response.text
+        payload = None
+    detail = payload.get("detail", response.text) if isinstance(payload, dict) else response.text
     status = response.status_code
     if status == 401:
         message = (
