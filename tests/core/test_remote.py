@@ -1,5 +1,5 @@
 """`RemoteColBERT` against answers made up by an httpx MockTransport: bodies that are not
-the API's and error bodies of any JSON shape."""
+the API's, error bodies of any JSON shape, and cache keys per server."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import maxsim
+from maxsim.cache import DocumentVectorCache
 
 DIM = 64
 
@@ -74,3 +75,14 @@ def test_an_error_body_that_is_json_but_not_an_object_is_reported_as_text(body: 
         remote.encode_queries(["q"])
     assert json.dumps(body) in str(refused.value)
     assert refused.value.status_code == 400
+
+
+def test_remote_encoders_on_different_servers_do_not_share_cached_vectors() -> None:
+    cache = DocumentVectorCache()
+    one = _remote(_answering(lambda _: np.ones((2, DIM)).tolist()), "http://one.test/v1")
+    two = _remote(_answering(lambda _: np.zeros((2, DIM)).tolist()), "http://two.test/v1")
+    with one, two:
+        [first] = cache.encode_documents(one, ["same text"])
+        [second] = cache.encode_documents(two, ["same text"])
+    assert cache.info().misses == 2
+    assert first.sum() == 2 * DIM and second.sum() == 0

@@ -1,12 +1,11 @@
 """A bounded, thread-safe cache of document vectors, shared by the rerankers.
 
-`ColBERT.rerank` (and through it LangChain's `ColBERTReranker`, LlamaIndex's
-`ColBERTRerank` and the server's rerank endpoint) looks every document up here before
-encoding it, so a chunk that comes back for many questions is encoded once. Entries are
-keyed by the text and by everything that changes its vectors (the encoder's class and
-checkpoint, dim, document length, dtype and quantization), so one cache can serve
-several encoders. The cache is bounded in bytes and evicts the least recently used
-entries first.
+An encoder's `rerank` (and through it LangChain's `ColBERTReranker` and LlamaIndex's
+`ColBERTRerank`) looks every document up here before encoding it, so a chunk that comes
+back for many questions is encoded once. Entries are keyed by the text and by everything
+that changes its vectors (the encoder's class and checkpoint, dim, document length, dtype,
+quantization and, for a remote encoder, its server), so one cache can serve several
+encoders. The cache is bounded in bytes and evicts the least recently used entries first.
 """
 
 from __future__ import annotations
@@ -53,6 +52,7 @@ def encoder_settings(encoder: LateInteractionEncoder) -> tuple[Hashable, ...]:
         encoder.document_length,
         str(getattr(encoder, "dtype", None)),
         getattr(encoder, "quantize", None),
+        getattr(encoder, "base_url", None),
     )
 
 
