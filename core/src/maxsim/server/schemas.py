@@ -88,7 +88,7 @@ class Usage(BaseModel):
 class MultiVectorItem(BaseModel):
     object: Literal["embeddings"] = "embeddings"
     index: int
-    embeddings: list[list[float]] | list[str]
+    embeddings: list[list[float]] | str
 
 
 class MultiVectorResponse(BaseModel):
