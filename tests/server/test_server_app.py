@@ -3,12 +3,15 @@ lifespan never ran, text checks, and the model worker's batching."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from maxsim.server import ServerSettings, create_app
+from maxsim.server.worker import ModelWorker
 from maxsim.testing import FakeColBERT
 
 ORIGIN = "https://app.example"
@@ -54,3 +57,60 @@ def test_an_unpaired_surrogate_is_a_422_naming_the_field() -> None:
         )
     assert reply.status_code == 422, reply.text
     assert "input[1] holds an unpaired surrogate" in reply.json()["detail"]
+
+
+class Gated(FakeColBERT):
+    """Holds its first `_embed` until `release` is set, so later jobs queue up meanwhile;
+    refuses texts with the word "poison"; counts tokenizations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.tokenized = 0
+
+    def _sequences(self, texts: list[str], is_query: bool) -> tuple[list[list[int]], int]:
+        self.tokenized += 1
+        return super()._sequences(texts, is_query)
+
+    def _embed(self, sequences: list[list[int]], *args: Any) -> Any:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(timeout=60)
+        if any("poison" in self._token_strings(ids) for ids in sequences):
+            raise RuntimeError("poisoned")
+        return super()._embed(sequences, *args)
+
+
+def _queued_together(worker: ModelWorker, model: Gated, texts: list[str]) -> list[Any]:
+    """Each text's encode result (or error), the texts queued while the model is busy."""
+
+    async def run() -> list[Any]:
+        gate = asyncio.ensure_future(worker.encode(["gate"], is_query=True))
+        await asyncio.to_thread(model.entered.wait, 60)
+        jobs = [asyncio.ensure_future(worker.encode([text], is_query=False)) for text in texts]
+        await asyncio.sleep(0)
+        model.release.set()
+        results = await asyncio.gather(gate, *jobs, return_exceptions=True)
+        worker.stop()
+        return results[1:]
+
+    return asyncio.run(run())
+
+
+def test_a_failing_text_fails_only_its_own_request() -> None:
+    model = Gated()
+    good, bad, other = _queued_together(ModelWorker(model), model, ["good", "poison", "other"])
+    assert good.tokens == 1 and other.tokens == 1
+    assert isinstance(bad, RuntimeError)
+
+
+def test_a_held_over_job_is_tokenized_once() -> None:
+    model = Gated()
+    first, second = _queued_together(ModelWorker(model, round_tokens=1), model, ["a", "b"])
+    assert first.tokens == second.tokens == 1
+    assert model.tokenized == 3
+
+
+def test_batch_size_is_checked() -> None:
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        create_app(FakeColBERT(), ServerSettings(batch_size=0))

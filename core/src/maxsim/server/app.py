@@ -38,7 +38,8 @@ class ServerSettings:
     `served_model_name`: the name requests must give (default: the name the model was
     loaded by, or its last path part). `api_key`: the bearer token `/v1/` needs (None:
     open). `max_inputs`: texts per request; `max_body_bytes`: request size (413 beyond).
-    `cors_origins`: origins allowed by CORS (none by default).
+    `batch_size`: texts per forward pass of the model. `cors_origins`: origins allowed by
+    CORS (none by default).
     """
 
     served_model_name: str | None = None
@@ -70,6 +71,7 @@ def create_app(model: TokenizedEncoder, settings: ServerSettings | None = None) 
     settings = settings or ServerSettings()
     check_positive_int(settings.max_inputs, "max_inputs")
     check_positive_int(settings.max_body_bytes, "max_body_bytes")
+    check_positive_int(settings.batch_size, "batch_size")
     names = _accepted_names(model.name, settings.served_model_name)
     served = names[-1] if settings.served_model_name is None else settings.served_model_name
     worker = ModelWorker(model, batch_size=settings.batch_size)

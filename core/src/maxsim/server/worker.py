@@ -131,6 +131,9 @@ class ModelWorker:
         return job
 
     def _tokenize(self, job: _Job) -> bool:
+        """Whether `job` has its token ids (a job held over from the last round has)."""
+        if job.sequences:
+            return True
         try:
             job.sequences, _ = self.model._sequences(job.texts, job.is_query)
         except Exception as error:
@@ -139,13 +142,17 @@ class ModelWorker:
         return True
 
     def _serve(self, jobs: list[_Job], is_query: bool) -> None:
+        """Embed `jobs` together; when that fails, each alone, so only a bad job fails."""
         sequences = [sequence for job in jobs for sequence in job.sequences]
         try:
             encoded = self.model._embed(sequences, is_query, self.batch_size, False)
         except Exception as error:
-            logger.exception("the model failed on a batch of %d texts", len(sequences))
-            for job in jobs:
-                _settle(job, error=error)
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._serve([job], is_query)
+                return
+            logger.exception("the model failed on a request of %d texts", len(sequences))
+            _settle(jobs[0], error=error)
             return
         start = 0
         for job in jobs:
