@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from maxsim.batching import token_budget_batches
 from maxsim.cache import DEFAULT_CACHE_BYTES, DocumentVectorCache
@@ -14,12 +13,12 @@ from maxsim.checkpoints import Checkpoint, LoadOptions, load_checkpoint, resolve
 from maxsim.fingerprint import checkpoint_fingerprint
 from maxsim.late_interaction import EncodedText, TokenizedEncoder
 from maxsim.models.jina_xlmr import flash_attention_available
+from maxsim.progress import progress_bar
 from maxsim.quantization import check_quantization, quantize_linear_layers
 from maxsim.validation import check_positive_int
 
 DEFAULT_MODEL = "jinaai/jina-colbert-v2"
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
-PROGRESS_DELAY_SECONDS = 2.0
 
 
 class ColBERT(TokenizedEncoder):
@@ -187,13 +186,8 @@ class ColBERT(TokenizedEncoder):
     ) -> list[EncodedText]:
         results: list[EncodedText | None] = [None] * len(sequences)
         lengths = [len(row) for row in sequences]
-        with tqdm(
-            total=len(sequences),
-            desc="Encoding queries" if is_query else "Encoding documents",
-            unit="text",
-            disable=progress is False,
-            delay=0.0 if progress else PROGRESS_DELAY_SECONDS,
-        ) as bar:
+        description = "Encoding queries" if is_query else "Encoding documents"
+        with progress_bar(len(sequences), description, progress) as bar:
             for batch in token_budget_batches(lengths, batch_size, self.max_batch_tokens):
                 encoded = self._forward([sequences[i] for i in batch], is_query)
                 for index, item in zip(batch, encoded, strict=True):

@@ -17,16 +17,15 @@ from typing import Any
 import httpx
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from maxsim.late_interaction import LateInteractionEncoder
+from maxsim.progress import progress_bar
 from maxsim.validation import check_positive_int, check_texts
 
 logger = logging.getLogger("maxsim")
 
 JINA_API = "https://api.jina.ai/v1"
 RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-PROGRESS_DELAY_SECONDS = 2.0
 
 
 class RemoteError(RuntimeError):
@@ -156,13 +155,7 @@ class RemoteColBERT(LateInteractionEncoder):
         step = min(check_positive_int(batch_size, "batch_size"), self.texts_per_request)
         parts = [texts[start : start + step] for start in range(0, len(texts), step)]
         arrays: list[np.ndarray] = []
-        with tqdm(
-            total=len(texts),
-            desc=f"Encoding {input_type}s remotely",
-            unit="text",
-            disable=progress is False,
-            delay=0.0 if progress else PROGRESS_DELAY_SECONDS,
-        ) as bar:
+        with progress_bar(len(texts), f"Encoding {input_type}s remotely", progress) as bar:
             for part, encoded in zip(parts, self._requests(parts, input_type), strict=True):
                 arrays.extend(encoded)
                 bar.update(len(part))
