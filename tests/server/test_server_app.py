@@ -1,9 +1,11 @@
 """The server app in process (TestClient, FakeColBERT): middleware order, an app whose
-lifespan never ran, text checks, and the model worker's batching."""
+lifespan never ran, text checks, the model worker's batching, and `maxsim serve`'s
+warning about an open port without a key."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
@@ -114,3 +116,33 @@ def test_a_held_over_job_is_tokenized_once() -> None:
 def test_batch_size_is_checked() -> None:
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         create_app(FakeColBERT(), ServerSettings(batch_size=0))
+
+
+@pytest.mark.parametrize(
+    ("options", "warned"),
+    [
+        (["--host", "0.0.0.0"], True),
+        (["--host", "192.168.1.5"], True),
+        (["--host", "0.0.0.0", "--api-key", "k"], False),
+        (["--host", "127.0.0.1"], False),
+        (["--host", "localhost"], False),
+        (["--host", "::1"], False),
+    ],
+)
+def test_serve_warns_when_it_listens_beyond_this_machine_without_a_key(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    options: list[str],
+    warned: bool,
+) -> None:
+    import uvicorn
+
+    from maxsim import cli_serve
+    from maxsim.cli import main
+
+    monkeypatch.delenv(cli_serve.API_KEY_VARIABLE, raising=False)
+    monkeypatch.setattr(cli_serve.ColBERT, "from_pretrained", lambda *_, **__: FakeColBERT())
+    monkeypatch.setattr(uvicorn, "run", lambda *_, **__: None)
+    with caplog.at_level(logging.WARNING, logger="maxsim"):
+        assert main(["serve", "--model", "fake", *options]) == 0
+    assert any("without an API key" in record.getMessage() for record in caplog.records) is warned

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 from typing import Any
@@ -11,6 +12,8 @@ from maxsim.encoder import DEFAULT_MODEL, MODEL_DTYPES, ColBERT
 from maxsim.quantization import QUANTIZATIONS
 
 API_KEY_VARIABLE = "MAXSIM_API_KEY"
+
+logger = logging.getLogger("maxsim")
 
 
 def add_serve(commands: Any, positive_int: Any) -> None:
@@ -90,5 +93,22 @@ def run_serve(arguments: argparse.Namespace) -> int:
         max_body_bytes=arguments.max_body_bytes,
         cors_origins=tuple(arguments.cors_origin),
     )
+    if settings.api_key is None and not _is_loopback(arguments.host):
+        logger.warning(
+            "serving on %s without an API key: anyone who reaches it can use the model; "
+            "pass --api-key or set %s",
+            arguments.host,
+            API_KEY_VARIABLE,
+        )
     uvicorn.run(create_app(model, settings), host=arguments.host, port=arguments.port)
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only (localhost, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
