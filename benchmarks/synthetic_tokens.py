@@ -20,8 +20,8 @@ TOPIC_TERMS = 300
 TOPIC_SHARE = 0.6
 TOPIC_WEIGHT = 0.25
 NOISE = 0.35
-QUERY_NOISE = 0.8
-QUERY_STRANGERS = 0.25
+QUERY_NOISE = 3.0
+QUERY_STRANGERS = 0.5
 QUERY_ROWS = 32
 NOISE_BANK = 1 << 18
 
@@ -68,8 +68,10 @@ class Collection:
         return np.concatenate(self.generate(self.documents + 1_000_000_000, documents))
 
     def queries(self, count: int, seed: int = 2) -> tuple[list[np.ndarray], np.ndarray]:
-        """`count` queries and their source documents: 32 noisy rows of the source, a
-        quarter of them replaced by terms the source need not have."""
+        """`count` queries and their source documents: 32 rows of the source, half of them
+        replaced by terms the source need not have, all with strong noise. The noise is
+        set so that exact search ranks the source first for about 4 queries in 5 at 100k
+        documents (at 0.8 it ranked every source first, which told no index apart)."""
         rng = np.random.default_rng((self.seed, seed))
         sources = np.sort(rng.choice(self.documents, count, replace=False))
         queries, cached = [], (-1, [])

@@ -339,6 +339,13 @@ def corrupt(folder: Path, how: str) -> None:
         data = json.loads(manifest.read_text())
         del data["settings"]["dtype"]
         manifest.write_text(json.dumps(data))
+    elif how == "NaN in metadata":
+        text = manifest.read_text()
+        manifest.write_text(text.replace('"metadata": {}', '"metadata": {"x": NaN}', 1))
+    elif how == "metadata not a dict":
+        data = json.loads(manifest.read_text())
+        data["records"][0]["metadata"] = ["x"]
+        manifest.write_text(json.dumps(data))
     elif how == "future version":
         data = json.loads(manifest.read_text())
         data["format_version"] = 99
@@ -355,6 +362,8 @@ def corrupt(folder: Path, how: str) -> None:
         ("inconsistent manifest", ValueError, "a window belongs to no stored document"),
         ("future version", ValueError, "format version 99"),
         ("missing settings", ValueError, r"store\.json lacks settings \['dtype'\]"),
+        ("NaN in metadata", ValueError, r"store\.json is corrupt or truncated: NaN"),
+        ("metadata not a dict", ValueError, r"records\[0\]\.metadata is not a dict"),
     ],
 )
 def test_corrupt_files_raise_clear_errors(

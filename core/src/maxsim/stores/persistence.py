@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from maxsim.late_interaction import LateInteractionEncoder
-from maxsim.stores.base import Record, check_metadata
+from maxsim.stores.base import Record
 
 MANIFEST = "store.json"
 ARRAYS_NAME = re.compile(r"vectors-[0-9a-f]{32}\.safetensors")
@@ -121,7 +121,7 @@ def window_problems(
         problems.append("window arrays differ in length")
     elif len(owners) and (int(owners.min()) < 0 or int(owners.max()) >= documents):
         problems.append("a window belongs to no stored document")
-    elif len(np.unique(owners)) != documents:
+    elif not np.bincount(owners, minlength=documents).all():
         problems.append("a stored document has no vectors")
     return problems
 
@@ -198,8 +198,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{folder} holds no saved store ({MANIFEST} is missing)")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        manifest = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError) as error:
         raise ValueError(f"{path} is corrupt or truncated: {error}") from error
     if not isinstance(manifest, dict):
         raise ValueError(f"{path} is not a maxsim store manifest")
@@ -267,14 +267,22 @@ def _records(path: Path, items: Any) -> list[Record]:
             or not isinstance(item.get("text"), (str, type(None)))
         ):
             raise ValueError(f"{path} has malformed records or settings: records[{position}]")
-        try:
-            metadata = check_metadata(item.get("metadata"), f"records[{position}].metadata")
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{path} has malformed records or settings: {error}") from error
+        metadata = {} if item.get("metadata") is None else item["metadata"]
+        if not isinstance(metadata, dict):
+            raise ValueError(
+                f"{path} has malformed records or settings: records[{position}].metadata "
+                "is not a dict"
+            )
         records.append(Record(item["id"], item["text"], metadata))
     if len({record.id for record in records}) != len(records):
         raise ValueError(f"{path} is inconsistent: a document id appears twice")
     return records
+
+
+def _refuse_constant(name: str) -> None:
+    """Refuse NaN and Infinity, which Python's json reads but metadata may not hold (a
+    parsed manifest then holds only what `check_metadata` lets into a store)."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _map_arrays(path: Path) -> dict[str, np.ndarray]:
