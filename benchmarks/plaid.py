@@ -72,7 +72,8 @@ def build_plaid(
     log(f"trained {centroids} centroids on {len(sample):,} vectors in {train_seconds:.0f} s")
     probe = torch.from_numpy(sample[:20_000])
     codec = store._index.codec
-    accuracy = float((_nearest(probe, codec.centroids) == codec.assign(probe)).float().mean())
+    nearest = torch.cat([_nearest(rows, codec.centroids) for rows in probe.split(1_000)])
+    accuracy = float((nearest == codec.assign(probe)).float().mean())
     sample = probe = None
     add_seconds, tokens = 0.0, 0
     for first, batch in collection.batches():
@@ -212,7 +213,7 @@ def run_speed(arguments: argparse.Namespace) -> None:
     common.QUIET_TIMEOUT_SECONDS = arguments.quiet_wait
     timer = QuietTimer(attempts=2)
     collection = Collection(arguments.documents, arguments.tokens, seed=arguments.seed)
-    queries, sources = collection.queries(arguments.quality_queries)
+    queries, sources = collection.queries(arguments.quality_queries, copies=arguments.copies)
     relevant = [str(s) for s in sources]
     plaid, knob_rows = measure_plaid(arguments, collection, queries, relevant, timer)
     print("PLAIDStore measured", flush=True)
@@ -248,7 +249,8 @@ def run_speed(arguments: argparse.Namespace) -> None:
     build = plaid["build"]
     print(
         f"\n{arguments.documents:,} documents x ~{arguments.tokens} tokens (dim {DIM}), one "
-        f"32-row query, k={K}; {arguments.queries} timed queries, {len(queries)} for quality.\n"
+        f"32-row query, k={K}; {arguments.queries} timed queries, {len(queries)} for quality "
+        f"({'copied' if arguments.copies else 'restated'} source tokens).\n"
     )
     header = [
         "store",
@@ -348,7 +350,7 @@ def run_scale(arguments: argparse.Namespace) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message} (RSS {rss_gib():.1f} GiB)", flush=True)
 
     collection = Collection(arguments.documents, arguments.tokens, seed=arguments.seed)
-    queries, sources = collection.queries(arguments.queries)
+    queries, sources = collection.queries(arguments.queries, copies=arguments.copies)
     started = time.perf_counter()
     store: maxsim.PLAIDStore | None
     store, build = build_plaid(collection, arguments.nbits, log)
@@ -402,7 +404,7 @@ def run_load(arguments: argparse.Namespace) -> None:
     common.QUIET_TIMEOUT_SECONDS = arguments.quiet_wait
     timer = QuietTimer(attempts=2)
     collection = Collection(arguments.documents, arguments.tokens, seed=arguments.seed)
-    queries, sources = collection.queries(arguments.queries)
+    queries, sources = collection.queries(arguments.queries, copies=arguments.copies)
     before = rss_gib()
     load_seconds, store = timed(
         lambda: maxsim.PLAIDStore.load(arguments.folder, FakeColBERT(dim=DIM))
@@ -470,6 +472,12 @@ def main() -> None:
     opened.add_argument("--documents", type=int, default=1_000_000)
     opened.add_argument("--tokens", type=int, default=64)
     opened.add_argument("--queries", type=int, default=20)
+    for command in (speed, scale, opened):
+        command.add_argument(
+            "--copies",
+            action="store_true",
+            help="queries copy source token vectors plus strong noise (see synthetic_tokens)",
+        )
     for command in (speed, xquad, scale, opened):
         command.add_argument("--nbits", type=int, default=2)
         command.add_argument("--seed", type=int, default=0)

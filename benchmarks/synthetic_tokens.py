@@ -20,8 +20,9 @@ TOPIC_TERMS = 300
 TOPIC_SHARE = 0.6
 TOPIC_WEIGHT = 0.25
 NOISE = 0.35
-QUERY_NOISE = 3.0
-QUERY_STRANGERS = 0.5
+QUERY_NOISE = 0.35
+COPY_NOISE = 3.0
+QUERY_STRANGERS = 0.8
 QUERY_ROWS = 32
 NOISE_BANK = 1 << 18
 
@@ -48,6 +49,14 @@ class Collection:
 
     def generate(self, first: int, count: int) -> list[np.ndarray]:
         """Documents first .. first + count - 1 (the same on every call)."""
+        lengths, topic, terms, noise = self._draw(first, count)
+        vectors = np.take(self.centres, terms, axis=0)
+        vectors += np.take(self.topics, topic, axis=0)
+        vectors += np.take(self.noise, noise, axis=0)
+        return np.split(_unit(vectors), np.cumsum(lengths)[:-1])
+
+    def _draw(self, first: int, count: int) -> tuple[np.ndarray, ...]:
+        """Per document its length; per token its topic, term and noise-bank row."""
         rng = np.random.default_rng((self.seed, first))
         low, high = int(self.tokens * 0.8), int(self.tokens * 1.2)
         lengths = rng.integers(low, high + 1, count)
@@ -57,34 +66,50 @@ class Collection:
         terms = np.searchsorted(self.global_cdf, rng.random(total))
         local = np.searchsorted(self.topic_cdf, rng.random(total))
         terms[from_topic] = self.topic_terms[topic[from_topic], local[from_topic]]
-        vectors = np.take(self.centres, np.minimum(terms, VOCABULARY - 1), axis=0)
-        vectors += np.take(self.topics, topic, axis=0)
-        vectors += np.take(self.noise, rng.integers(0, NOISE_BANK, total), axis=0)
-        return np.split(_unit(vectors), np.cumsum(lengths)[:-1])
+        noise = rng.integers(0, NOISE_BANK, total)
+        return lengths, topic, np.minimum(terms, VOCABULARY - 1), noise
 
     def sample(self, rows: int) -> np.ndarray:
         """About `rows` token vectors of other documents of the same distribution."""
         documents = max(rows // self.tokens, 1)
         return np.concatenate(self.generate(self.documents + 1_000_000_000, documents))
 
-    def queries(self, count: int, seed: int = 2) -> tuple[list[np.ndarray], np.ndarray]:
-        """`count` queries and their source documents: 32 rows of the source, half of them
-        replaced by terms the source need not have, all with strong noise. The noise is
-        set so that exact search ranks the source first for about 4 queries in 5 at 100k
-        documents (at 0.8 it ranked every source first, which told no index apart)."""
+    def queries(
+        self, count: int, seed: int = 2, copies: bool = False
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """`count` queries of 32 rows and their source documents.
+
+        A query restates terms of its source: each row is a term of a random source token,
+        drawn afresh (term centre + the source's topic + new noise, as another text using
+        the word would give), and `QUERY_STRANGERS` of the rows are terms the source need
+        not have. Topic neighbours share most terms, so exact search does not always rank
+        the source first. With `copies`, each row is instead a source token vector itself
+        plus strong noise (`COPY_NOISE`): finding the source then hangs on each token's own
+        noise, the fine detail that residual compression keeps least of.
+        """
         rng = np.random.default_rng((self.seed, seed))
         sources = np.sort(rng.choice(self.documents, count, replace=False))
-        queries, cached = [], (-1, [])
+        queries, cached = [], (-1, ())
         for source in sources:
             first = int(source) // self.batch * self.batch
             if cached[0] != first:
-                cached = (first, self.generate(first, min(self.batch, self.documents - first)))
-            document = cached[1][source - first]
-            rows = document[rng.integers(0, len(document), QUERY_ROWS)]
+                cached = (first, self._draw(first, min(self.batch, self.documents - first)))
+            lengths, topic, terms, noise = cached[1]
+            start = int(lengths[: source - first].sum())
+            picked = start + rng.integers(0, int(lengths[source - first]), QUERY_ROWS)
             strangers = rng.random(QUERY_ROWS) < QUERY_STRANGERS
-            rows[strangers] = self.centres[rng.integers(0, VOCABULARY, int(strangers.sum()))]
-            noise = rng.standard_normal(rows.shape, dtype=np.float32)
-            queries.append(_unit(rows + np.float32(QUERY_NOISE / np.sqrt(DIM)) * noise))
+            words = np.where(strangers, rng.integers(0, VOCABULARY, QUERY_ROWS), terms[picked])
+            if copies:
+                rows = self.centres[terms[picked]] + self.topics[topic[picked]]
+                rows = _unit(rows + self.noise[noise[picked]])
+                rows[strangers] = self.centres[words[strangers]]
+                fresh = rng.standard_normal(rows.shape, dtype=np.float32)
+                queries.append(_unit(rows + np.float32(COPY_NOISE / np.sqrt(DIM)) * fresh))
+            else:
+                rows = self.centres[words] + self.topics[topic[picked]]
+                noise_rows = self.noise[rng.integers(0, NOISE_BANK, QUERY_ROWS)]
+                rows += noise_rows * np.float32(QUERY_NOISE / NOISE)
+                queries.append(_unit(rows))
         return queries, sources
 
 

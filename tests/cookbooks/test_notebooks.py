@@ -26,6 +26,11 @@ KERNEL = "python3"
 RECALL_TO_ENGLISH = re.compile(
     r"(\w\w) questions -> English sentences: Recall@1 = (\S+), Recall@5 = (\S+)"
 )
+EXACT_AGAINST_COMPRESSED = re.compile(
+    r"^\s*(\d+) documents \| exact\s+\S+ ms\s+(\S+) MB recall@5 (\S+) \| "
+    r"compressed\s+\S+ ms\s+(\S+) MB recall@5 (\S+) \| top-10 overlap (\S+)$",
+    flags=re.MULTILINE,
+)
 MODEL_LINE = 'MODEL = os.environ.get("MAXSIM_MODEL", "jinaai/jina-colbert-v2")'
 
 
@@ -97,6 +102,15 @@ def check_persistence(nb: nbformat.NotebookNode) -> None:
     assert re.search(r"^immune-system:en\s+window \d+", text, flags=re.MULTILINE)  # the HIV window
     documents, points = re.findall(r"(\d+) documents in (\d+) points", text)[0]
     assert int(points) > int(documents) == 4  # long documents became several windows
+    rows = [[float(value) for value in row] for row in EXACT_AGAINST_COMPRESSED.findall(text)]
+    assert [row[0] for row in rows] == [1_000, 4_000, 16_000]
+    for _, exact_mb, exact_recall, compressed_mb, compressed_recall, overlap in rows:
+        assert compressed_mb < exact_mb / 2  # MiniLM: 384 x 2 bytes against 384 x 2 / 8 + 2
+        assert compressed_recall >= exact_recall - 0.1 and overlap >= 0.8
+    assert rows[-1][3] < rows[-1][1] / 5  # the centroids weigh less as the store grows
+    assert "PLAIDStore 16000 documents" in text
+    assert "same results after load (compressed): True" in text
+    assert displayed(nb, "image/png"), "the exact-against-compressed plot was not shown"
 
 
 def check_self_hosting(nb: nbformat.NotebookNode) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -229,6 +230,23 @@ def test_few_matching_documents_are_scored_exactly() -> None:
     assert_same_hits(
         store.search_embeddings([query], k=5, filter=few)[0],
         exact.search_embeddings([query], k=5, filter=few)[0],
+    )
+
+
+def test_decoded_vectors_are_unit_length_when_the_trained_ones_were() -> None:
+    unit = np.concatenate(documents(70, 60))
+    codec = ResidualCodec.train(torch.from_numpy(unit), centroids=32, nbits=2)
+    decoded = codec.decode(*codec.encode(torch.from_numpy(unit[:50])))
+    assert codec.normalized
+    np.testing.assert_allclose(decoded.norm(dim=1).numpy(), 1.0, atol=1e-5)
+    longer = ResidualCodec.train(torch.from_numpy(unit * 3), centroids=32, nbits=2)
+    assert not longer.normalized
+    assert (
+        abs(
+            float(longer.decode(*longer.encode(torch.from_numpy(unit[:50] * 3))).norm(dim=1).mean())
+            - 3
+        )
+        < 0.3
     )
 
 

@@ -5,14 +5,16 @@ each group in proportion to its size, so 2^16 centroids train in seconds on a sa
 A vector is assigned by scoring the coarse groups, then only the centroids of its
 `ASSIGN_PROBES` best groups (a few matrix products instead of one against every centroid).
 Residuals are quantized per dimension with bucket cutoffs and weights taken from the
-quantiles of the training residuals.
+quantiles of the training residuals. When the training vectors have unit length (every
+ColBERT model's do), decoded vectors are normalized again, as ColBERTv2 does: that undoes
+part of the quantization error.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,6 +27,7 @@ SAMPLE_PER_CENTROID = 24
 QUANTILE_VALUES = 1 << 20
 MIN_CENTROIDS = 16
 COMPARED_CUTOFFS = 3
+UNIT_LENGTH_TOLERANCE = 1e-2
 CENTROID_ARRAYS = ("centroids", "coarse", "groups", "cutoffs", "weights")
 
 
@@ -52,6 +55,7 @@ class ResidualCodec:
     """Trained centroids and residual buckets; encodes vectors and decodes them back.
 
     `centroids` are ordered by coarse group: group g owns rows groups[g]:groups[g + 1].
+    `normalized`: whether decoded vectors are scaled to unit length.
 
     Example:
         >>> import torch
@@ -69,6 +73,7 @@ class ResidualCodec:
     cutoffs: torch.Tensor
     weights: torch.Tensor
     nbits: int
+    normalized: bool
 
     @property
     def dim(self) -> int:
@@ -108,6 +113,7 @@ class ResidualCodec:
             cutoffs=torch.zeros(0),
             weights=torch.zeros(0),
             nbits=nbits,
+            normalized=False,
         )
         residuals = sample.float() - codec.centroids[codec.assign(sample.float())]
         values = residuals.flatten()
@@ -117,7 +123,9 @@ class ResidualCodec:
         levels = 1 << nbits
         cutoffs = torch.quantile(values, torch.arange(1, levels) / levels)
         weights = torch.quantile(values, (torch.arange(levels) + 0.5) / levels)
-        return cls(codec.centroids, codec.coarse, codec.groups, cutoffs, weights, nbits)
+        lengths = sample.float().norm(dim=1)
+        normalized = bool(((lengths - 1).abs() < UNIT_LENGTH_TOLERANCE).all())
+        return replace(codec, cutoffs=cutoffs, weights=weights, normalized=normalized)
 
     def assign(self, vectors: torch.Tensor) -> torch.Tensor:
         """The (approximately) nearest centroid of each vector, as int64 ids."""
@@ -190,7 +198,8 @@ class ResidualCodec:
         indices = torch.from_numpy(np.asarray(packed, dtype=np.uint8)).long()
         residuals = self.table.index_select(0, indices.flatten()).view(len(codes), -1)
         centroid_ids = torch.from_numpy(np.asarray(codes, dtype=np.int64))
-        return self.centroids.index_select(0, centroid_ids) + residuals[:, : self.dim]
+        vectors = self.centroids.index_select(0, centroid_ids) + residuals[:, : self.dim]
+        return torch.nn.functional.normalize(vectors, dim=1) if self.normalized else vectors
 
     @functools.cached_property
     def table(self) -> torch.Tensor:
@@ -212,7 +221,9 @@ class ResidualCodec:
         }
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], nbits: int) -> ResidualCodec:
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], nbits: int, normalized: bool
+    ) -> ResidualCodec:
         return cls(
             centroids=torch.from_numpy(np.array(arrays["centroids"])),
             coarse=torch.from_numpy(np.array(arrays["coarse"])),
@@ -220,6 +231,7 @@ class ResidualCodec:
             cutoffs=torch.from_numpy(np.array(arrays["cutoffs"])),
             weights=torch.from_numpy(np.array(arrays["weights"])),
             nbits=nbits,
+            normalized=normalized,
         )
 
     def problems(self) -> list[str]:

@@ -175,9 +175,9 @@ def write_safetensors(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with path.open("wb") as file:
         file.write(len(encoded).to_bytes(HEADER_BYTES, "little"))
         file.write(encoded)
+        file.flush()
         for array in contiguous.values():
-            if array.nbytes:
-                file.write(memoryview(array.reshape(-1)).cast("B"))
+            array.tofile(file)
         file.flush()
         os.fsync(file.fileno())
 

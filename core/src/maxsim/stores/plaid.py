@@ -37,7 +37,7 @@ COMPACT_WHEN_DEAD = 0.25
 KNOBS = ("nprobe", "candidates", "rerank", "min_train_tokens", "rebuild_factor")
 LAYOUT = persistence.Layout(
     format="maxsim.PLAIDStore",
-    version=1,
+    version=2,
     arrays={
         "vectors": ((np.float32,), 2),
         "codes": ((np.uint16, np.int32), 1),
@@ -58,6 +58,7 @@ LAYOUT = persistence.Layout(
         **persistence.CHUNK_SETTINGS,
         "nbits": int,
         "trained": bool,
+        "normalized": bool,
         "trained_tokens": int,
         "nprobe": int,
         "candidates": (int, type(None)),
@@ -346,6 +347,7 @@ class PLAIDStore(DocumentStore):
             "chunk_size": self.chunk_size,
             "chunk_overlap": self.chunk_overlap,
             "trained": index.codec is not None,
+            "normalized": index.codec is not None and index.codec.normalized,
             "trained_tokens": index.trained_tokens,
             **{name: getattr(self, name) for name in KNOBS},
         }
@@ -454,7 +456,9 @@ def _index_from(saved: persistence.SavedStore) -> Index:
     arrays, settings = saved.arrays, saved.settings
     codec = (
         ResidualCodec.from_arrays(
-            {name: arrays[name] for name in CENTROID_ARRAYS}, settings["nbits"]
+            {name: arrays[name] for name in CENTROID_ARRAYS},
+            settings["nbits"],
+            settings["normalized"],
         )
         if settings["trained"]
         else None
