@@ -22,6 +22,7 @@ TOPIC_WEIGHT = 0.25
 NOISE = 0.35
 QUERY_NOISE = 0.35
 COPY_NOISE = 3.0
+COPY_STRANGERS = 0.5
 QUERY_STRANGERS = 0.8
 QUERY_ROWS = 32
 NOISE_BANK = 1 << 18
@@ -84,8 +85,9 @@ class Collection:
         the word would give), and `QUERY_STRANGERS` of the rows are terms the source need
         not have. Topic neighbours share most terms, so exact search does not always rank
         the source first. With `copies`, each row is instead a source token vector itself
-        plus strong noise (`COPY_NOISE`): finding the source then hangs on each token's own
-        noise, the fine detail that residual compression keeps least of.
+        plus strong noise (`COPY_NOISE`; `COPY_STRANGERS` of the rows are strangers):
+        finding the source then hangs on each token's own noise, the fine detail that
+        residual compression keeps least of.
         """
         rng = np.random.default_rng((self.seed, seed))
         sources = np.sort(rng.choice(self.documents, count, replace=False))
@@ -97,7 +99,7 @@ class Collection:
             lengths, topic, terms, noise = cached[1]
             start = int(lengths[: source - first].sum())
             picked = start + rng.integers(0, int(lengths[source - first]), QUERY_ROWS)
-            strangers = rng.random(QUERY_ROWS) < QUERY_STRANGERS
+            strangers = rng.random(QUERY_ROWS) < (COPY_STRANGERS if copies else QUERY_STRANGERS)
             words = np.where(strangers, rng.integers(0, VOCABULARY, QUERY_ROWS), terms[picked])
             if copies:
                 rows = self.centres[terms[picked]] + self.topics[topic[picked]]
