@@ -79,8 +79,7 @@ def build_plaid(
     log(f"trained {centroids} centroids on {len(sample):,} vectors in {train_seconds:.0f} s")
     probe = torch.from_numpy(sample[:20_000])
     codec = store._index.codec
-    nearest = torch.cat([_nearest(rows, codec.centroids) for rows in probe.split(1_000)])
-    accuracy = float((nearest == codec.assign(probe)).float().mean())
+    accuracy = float((_nearest(probe, codec.centroids) == codec.assign(probe)).float().mean())
     sample = probe = None
     add_seconds, tokens = 0.0, 0
     for first, batch in collection.batches():

@@ -22,6 +22,7 @@ import torch
 NBITS = (1, 2, 4)
 ASSIGN_PROBES = 4
 ASSIGN_BLOCK = 131_072
+NEAREST_BLOCK_SCORES = 1 << 25
 KMEANS_ITERATIONS = 10
 SAMPLE_PER_CENTROID = 24
 QUANTILE_VALUES = 1 << 20
@@ -146,8 +147,7 @@ class ResidualCodec:
         self, block: torch.Tensor, top: torch.Tensor, negative_half_norms: torch.Tensor
     ) -> torch.Tensor:
         """Best centroid among the centroids of each row's probed groups (scored as
-        x . c - |c|^2 / 2, which orders centroids as L2 distance does; numpy's argmax is
-        several times faster than torch's max with indices here)."""
+        x . c - |c|^2 / 2, which orders centroids as L2 distance does)."""
         rows = torch.arange(len(block)).repeat_interleave(top.shape[1])
         groups = top.flatten()
         order = torch.argsort(groups, stable=True)
@@ -165,7 +165,7 @@ class ResidualCodec:
             scores = torch.addmm(
                 negative_half_norms[low:high], block[members], self.centroids[low:high].T
             )
-            indices = torch.from_numpy(np.argmax(scores.numpy(), axis=1))
+            indices = _best_columns(scores)
             values = scores.gather(1, indices[:, None])[:, 0]
             better = values > best[members]
             best[members[better]] = values[better]
@@ -271,11 +271,22 @@ def _kmeans(points: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def _nearest(points: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Exact nearest centroid (L2) of each point."""
-    half_norms = centroids.square().sum(1) / 2
+    """Exact nearest centroid (L2) of each point, scoring at most `NEAREST_BLOCK_SCORES`
+    point-centroid pairs at a time."""
+    negative_half_norms = centroids.square().sum(1) / -2
+    rows = max(NEAREST_BLOCK_SCORES // max(len(centroids), 1), 1)
     return torch.cat(
-        [(block @ centroids.T - half_norms).argmax(dim=1) for block in points.split(ASSIGN_BLOCK)]
+        [
+            _best_columns(torch.addmm(negative_half_norms, block, centroids.T))
+            for block in points.split(rows)
+        ]
     )
+
+
+def _best_columns(scores: torch.Tensor) -> torch.Tensor:
+    """Each row's highest-scoring column (numpy's argmax: several times faster than
+    torch's max with indices on these shapes)."""
+    return torch.from_numpy(np.argmax(scores.numpy(), axis=1))
 
 
 def _shares(sizes: np.ndarray, total: int) -> np.ndarray:

@@ -281,11 +281,12 @@ class Index:
         first_window = int(np.searchsorted(self.starts[: self.windows], self.listed))
         lengths = self.lengths[first_window : self.windows]
         window_of_token = np.repeat(np.arange(first_window, self.windows, dtype=np.int64), lengths)
-        keys = self.codes[self.listed : self.tokens].astype(np.int64) * self.windows
+        stride = max(self.windows, 1)
+        keys = self.codes[self.listed : self.tokens].astype(np.int64) * stride
         keys += window_of_token
         keys.sort()
         keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
-        new_centroids = keys // max(self.windows, 1)
+        new_centroids, new_windows = np.divmod(keys, stride)
         new_counts = np.bincount(new_centroids, minlength=centroids)
         old_counts = (
             np.diff(self.list_offsets) if self.listed else np.zeros(centroids, dtype=np.int64)
@@ -299,7 +300,7 @@ class Index:
         new_positions += np.repeat(
             offsets[:-1] + old_counts - (np.cumsum(new_counts) - new_counts), new_counts
         )
-        merged[new_positions] = keys % max(self.windows, 1)
+        merged[new_positions] = new_windows
         return replace(self, list_offsets=offsets, list_windows=merged, listed=self.tokens)
 
     # ------------------------------------------------------------------ accounting
