@@ -1,8 +1,11 @@
-"""Shared fixtures: the golden outputs and the real all-MiniLM-L6-v2 weights."""
+"""Shared fixtures: the golden outputs, the real all-MiniLM-L6-v2 weights, a store of each
+kind, and a writer-and-readers thread harness."""
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +66,46 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     yield make
     for client in clients:
         client.close()
+
+
+THREAD_TIMEOUT_SECONDS = 120
+
+
+def run_writer_and_readers(
+    write: Callable[[], None], read: Callable[[], None], readers: int = 3
+) -> list[BaseException]:
+    """Run `write` once on one thread while `readers` threads call `read` over and over
+    until it ends; the errors any thread raised (a thread still running after
+    `THREAD_TIMEOUT_SECONDS` counts as one)."""
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        try:
+            write()
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            done.set()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                read()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer)]
+    threads += [threading.Thread(target=reader) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=THREAD_TIMEOUT_SECONDS)
+    errors += [TimeoutError(f"{thread.name} still runs") for thread in threads if thread.is_alive()]
+    return errors
+
+
+@pytest.fixture
+def writer_and_readers() -> Callable[..., list[BaseException]]:
+    """`run_writer_and_readers`, for thread-safety tests."""
+    return run_writer_and_readers

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import shutil
 import tempfile
-import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -273,47 +273,30 @@ def test_get_vectors_returns_each_window_decompressed() -> None:
         assert np.abs(window - original[index]).max() < 0.5
 
 
-def test_one_writer_and_three_readers() -> None:
+def test_one_writer_and_three_readers(writer_and_readers: Callable[..., list]) -> None:
     store = maxsim.PLAIDStore(MODEL, min_train_tokens=300, rebuild_factor=2.0)
     batches = [documents(100 + step, 10) for step in range(30)]
-    errors: list[BaseException] = []
     deleted: list[str] = []
-    done = threading.Event()
     query = documents(99, 1)[0]
 
-    def writer() -> None:
-        try:
-            for step, batch in enumerate(batches):
-                store.add_embeddings(batch, ids=[f"w{step}-{i}" for i in range(10)])
-                store.delete([f"w{step}-0"])
-                deleted.append(f"w{step}-0")
-                if step % 10 == 9:
-                    store.rebuild()
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            done.set()
+    def write() -> None:
+        for step, batch in enumerate(batches):
+            store.add_embeddings(batch, ids=[f"w{step}-{i}" for i in range(10)])
+            store.delete([f"w{step}-0"])
+            deleted.append(f"w{step}-0")
+            if step % 10 == 9:
+                store.rebuild()
 
-    def reader() -> None:
-        try:
-            while not done.is_set():
-                gone = set(deleted)  # deletes that finished before this search began
-                hits = store.search_embeddings([query], k=15)[0]
-                ids = [hit.id for hit in hits]
-                assert len(ids) == len(set(ids)) and not gone.intersection(ids)
-                scores = [hit.score for hit in hits]
-                assert scores == sorted(scores, reverse=True)
-                assert len(list(store)) <= 300
-        except BaseException as error:
-            errors.append(error)
+    def read() -> None:
+        gone = set(deleted)  # deletes that finished before this search began
+        hits = store.search_embeddings([query], k=15)[0]
+        ids = [hit.id for hit in hits]
+        assert len(ids) == len(set(ids)) and not gone.intersection(ids)
+        scores = [hit.score for hit in hits]
+        assert scores == sorted(scores, reverse=True)
+        assert len(list(store)) <= 300
 
-    threads = [threading.Thread(target=writer)] + [
-        threading.Thread(target=reader) for _ in range(3)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = writer_and_readers(write, read)
     assert not errors, errors
     assert store.trained and len(store) == 270
     assert len(store.search_embeddings([query], k=20)[0]) == 20

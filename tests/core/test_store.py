@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -403,47 +403,31 @@ def test_interrupted_save_leaves_the_previous_store(
     assert [r.id for r in maxsim.LateInteractionStore.load(tmp_path, model=MODEL)] == ["a", "b"]
 
 
-def test_searches_see_consistent_snapshots_while_writers_run() -> None:
+def test_searches_see_consistent_snapshots_while_writers_run(
+    writer_and_readers: Callable[..., list],
+) -> None:
     store = maxsim.LateInteractionStore(MODEL)
     rng = np.random.default_rng(1)
     texts = {f"d{i}": " ".join(rng.choice(WORDS, 5)) for i in range(200)}
     ever_stored: set[str] = set()
-    errors: list[BaseException] = []
-    done = threading.Event()
 
-    def writer() -> None:
-        try:
-            for step in range(60):
-                batch = [f"d{(step * 7 + j) % 200}" for j in range(5)]
-                ever_stored.update(batch)
-                store.add([texts[i] for i in batch], ids=batch)
-                store.delete([f"d{(step * 3) % 200}"])
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            done.set()
+    def write() -> None:
+        for step in range(60):
+            batch = [f"d{(step * 7 + j) % 200}" for j in range(5)]
+            ever_stored.update(batch)
+            store.add([texts[i] for i in batch], ids=batch)
+            store.delete([f"d{(step * 3) % 200}"])
 
-    def reader() -> None:
-        try:
-            while not done.is_set():
-                hits = store.search("apple river stone", k=20)
-                ids = [hit.id for hit in hits]
-                assert len(ids) == len(set(ids))
-                assert set(ids) <= ever_stored | set(texts)
-                scores = [hit.score for hit in hits]
-                assert scores == sorted(scores, reverse=True)
-                assert len(list(store)) <= 200
-        except BaseException as error:
-            errors.append(error)
+    def read() -> None:
+        hits = store.search("apple river stone", k=20)
+        ids = [hit.id for hit in hits]
+        assert len(ids) == len(set(ids))
+        assert set(ids) <= ever_stored | set(texts)
+        scores = [hit.score for hit in hits]
+        assert scores == sorted(scores, reverse=True)
+        assert len(list(store)) <= 200
 
-    threads = [
-        threading.Thread(target=writer),
-        *(threading.Thread(target=reader) for _ in range(3)),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    errors = writer_and_readers(write, read)
     assert not errors, errors
     assert len(store) == len({r.id for r in store})
 
